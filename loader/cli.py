@@ -1,0 +1,177 @@
+"""The ``telemetry`` command: a thin layer that parses arguments, calls the library and prints.
+
+Exit codes: 0 done (rejected rows are warnings), 1 a bug or an internal failure, 2 a user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from loader.errors import EXIT_BUG, EXIT_OK, EXIT_USER_ERROR, TelemetryError
+
+EPILOG = """\
+environment:
+  TELEMETRY_DATABASE_URL  postgresql:// URL of a PostgreSQL >= 15; unset = embedded server
+  TELEMETRY_PGDATA        data folder of the embedded server (default .telemetry/pgdata)
+  TELEMETRY_CSV_PATH      CSV read when no PATH is given (default .telemetry/usage.csv)
+  TELEMETRY_RETENTION_MONTHS  calls older than this are pruned (default 6)
+
+exit codes: 0 done (rejected rows are warnings), 1 bug, 2 user error (bad file, header or configuration)
+"""
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _progress_printer(enabled: bool):
+    def progress(message: str) -> None:
+        if enabled:
+            _err(message)
+
+    return progress
+
+
+def _print_summary(summary, as_json: bool) -> None:
+    from loader.ingest import IngestSummary
+
+    assert isinstance(summary, IngestSummary)
+    for load in summary.loads:
+        for reject in load.rejects:
+            lines = ", ".join(map(str, reject.first_lines))
+            more = ", ..." if reject.count > len(reject.first_lines) else ""
+            _err(
+                f"warning: {load.source_file}: {reject.count} row{'s' if reject.count != 1 else ''} "
+                f"rejected: {reject.reason} (line{'s' if reject.count != 1 else ''} {lines}{more})"
+                + ("" if summary.dry_run else f"; see telemetry.rejected_rows where load_id = {load.load_id}")
+            )
+    if as_json:
+        data = summary.as_dict()
+        keys = ("rows_read", "inserted", "duplicates", "rejected", "expired")
+        print(json.dumps({k: data[k] for k in keys} | {"dry_run": summary.dry_run,
+                                                       "elapsed_seconds": data["elapsed_seconds"]}))
+        return
+    would = "would be " if summary.dry_run else ""
+    files = ", ".join(load.source_file for load in summary.loads)
+    print(f"{'dry run: ' if summary.dry_run else ''}{files}")
+    rows = [
+        ("rows read", summary.total("rows_read")),
+        (f"{would}inserted", summary.total("inserted")),
+        (f"duplicates {would or ''}skipped".replace("would be ", "would be "), summary.total("duplicates")),
+        (f"{would}rejected", summary.total("rejected")),
+        (f"expired (older than retention) {would}skipped", summary.total("expired")),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value:>12,}")
+    print(f"  {'elapsed':<{width}}  {summary.elapsed_seconds:>11.1f}s")
+    if summary.dry_run:
+        print("  nothing was written (dry run)")
+
+
+def cmd_ingest_csv(args: argparse.Namespace) -> int:
+    from loader.ingest import ingest_csv
+
+    summary = ingest_csv(
+        Path(args.path) if args.path else None,
+        dry_run=args.dry_run,
+        progress=_progress_printer(not args.quiet),
+    )
+    _print_summary(summary, args.json)
+    return EXIT_OK
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    from loader.config import Settings
+    from loader.database import mask_url, resolve_url
+
+    url = resolve_url(Settings.from_env())
+    print(url if args.show_password else mask_url(url))
+    return EXIT_OK
+
+
+def cmd_db_stop(args: argparse.Namespace) -> int:
+    from loader.config import Settings
+    from loader.database import stop_embedded
+
+    settings = Settings.from_env()
+    if settings.database_url:
+        _err("TELEMETRY_DATABASE_URL is set: that server is not ours to stop; nothing done")
+        return EXIT_OK
+    stopped = stop_embedded(settings.pgdata)
+    print(f"stopped the embedded PostgreSQL in {settings.pgdata}" if stopped
+          else f"no embedded PostgreSQL runs in {settings.pgdata}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="telemetry",
+        description="Load coding-agent LLM usage CSVs into PostgreSQL and report what they cost.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="load data into the database")
+    ingest_kinds = ingest.add_subparsers(dest="kind", required=True, metavar="KIND")
+    csv_parser = ingest_kinds.add_parser(
+        "csv",
+        help="load a usage CSV, deduplicate it into telemetry.llm_calls and rebuild the marts",
+        description=(
+            "Load a usage CSV into telemetry_raw.usage_rows, deduplicate it into telemetry.llm_calls on "
+            "(timestamp, session_id, prompt_name) and rebuild the marts. Running it again on the same file "
+            "inserts nothing. Rows that cannot be typed are kept in telemetry.rejected_rows with a reason."
+        ),
+        epilog="examples:\n  telemetry ingest csv\n  telemetry ingest csv logs/usage.csv --dry-run\n"
+        "  telemetry ingest csv '.telemetry/*.csv' --json\n\n" + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    csv_parser.add_argument(
+        "path", nargs="?", metavar="PATH",
+        help="CSV file, directory of .csv files, or glob (default: $TELEMETRY_CSV_PATH, else .telemetry/usage.csv)",
+    )
+    csv_parser.add_argument("--dry-run", action="store_true", help="count what would happen; write nothing")
+    csv_parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    csv_parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
+    csv_parser.set_defaults(func=cmd_ingest_csv)
+
+    db = commands.add_parser("db", help="the database: its URL, stopping the embedded server")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    url = db_commands.add_parser("url", help="print a URL for psql and dashboards (starts the embedded server)")
+    url.add_argument("--show-password", action="store_true", help="print the password instead of ****")
+    url.set_defaults(func=cmd_db_url)
+    stop = db_commands.add_parser("stop", help="stop the embedded PostgreSQL server")
+    stop.set_defaults(func=cmd_db_stop)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TelemetryError as exc:
+        _err(f"error: {exc.message}")
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except Exception as exc:
+        from loader.dbt import DbtError
+
+        if isinstance(exc, DbtError):
+            _err(f"error: {exc}")
+            return EXIT_BUG
+        raise
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

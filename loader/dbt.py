@@ -1,0 +1,116 @@
+"""Running dbt in-process (dbtRunner) against the configured database.
+
+The connection comes from the same URL as the loader's: we set the TELEMETRY_DB_* variables that
+``loader/profiles/profiles.yml`` reads. dbtRunner calls in one process must not overlap, and ingests are
+serialised by an advisory lock, so a lock here only guards threads of one process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+
+from psycopg import conninfo
+
+from loader.config import PROFILES_DIR, PROJECT_DIR
+
+_LOCK = threading.Lock()
+
+
+class DbtError(RuntimeError):
+    """dbt failed: a bug in the models or a database problem (not a user error)."""
+
+
+def _profile_env(url: str) -> dict[str, str]:
+    params = conninfo.conninfo_to_dict(url)
+    env = {
+        "TELEMETRY_DB_HOST": str(params.get("host") or "localhost"),
+        "TELEMETRY_DB_PORT": str(params.get("port") or "5432"),
+        "TELEMETRY_DB_USER": str(params.get("user") or os.environ.get("PGUSER") or "postgres"),
+        "TELEMETRY_DB_PASSWORD": str(params.get("password") or ""),
+        "TELEMETRY_DB_NAME": str(params.get("dbname") or "postgres"),
+        "TELEMETRY_DB_SSLMODE": str(params.get("sslmode") or "prefer"),
+    }
+    return env
+
+
+def target_path(url: str) -> str:
+    """One dbt target folder per database, so partial parsing state never mixes two databases."""
+    params = conninfo.conninfo_to_dict(url)
+    key = "|".join(str(params.get(k, "")) for k in ("host", "port", "dbname"))
+    return str(PROJECT_DIR / "target" / hashlib.sha1(key.encode()).hexdigest()[:12])
+
+
+def invoke(
+    url: str,
+    args: Sequence[str],
+    *,
+    dbt_vars: dict[str, object] | None = None,
+    on_node: Callable[[str, str], None] | None = None,
+):
+    """Run one dbt command (e.g. ``["run", "--select", "llm_calls+"]``) and return dbt's result object.
+
+    ``on_node(name, status)`` is called as each model, seed or test finishes (for progress output).
+    Raises DbtError with dbt's own messages when the command fails.
+    """
+    from dbt.cli.main import dbtRunner
+
+    callbacks = []
+    if on_node is not None:
+
+        def _event(event) -> None:  # dbt's EventMsg
+            if event.info.name == "NodeFinished":
+                node = event.data.node_info
+                on_node(node.node_name, node.node_status)
+
+        callbacks.append(_event)
+
+    full_args = [
+        *args,
+        "--project-dir", str(PROJECT_DIR),
+        "--profiles-dir", str(PROFILES_DIR),
+        "--target-path", target_path(url),
+        "--log-path", str(PROJECT_DIR / "logs"),
+        "--quiet",
+        "--no-use-colors",
+        "--no-send-anonymous-usage-stats",
+        "--no-version-check",
+    ]
+    if dbt_vars:
+        full_args += ["--vars", json.dumps(dbt_vars)]
+    with _LOCK:
+        saved = {k: os.environ.get(k) for k in _profile_env(url)}
+        os.environ.update(_profile_env(url))
+        try:
+            result = dbtRunner(callbacks=callbacks).invoke(full_args)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    if not result.success:
+        raise DbtError(f"dbt {' '.join(args)} failed: {_failure_text(result)}")
+    return result
+
+
+def _failure_text(result) -> str:
+    if result.exception is not None:
+        return str(result.exception)
+    messages = []
+    for node_result in getattr(result.result, "results", None) or []:
+        if str(node_result.status) in ("error", "fail"):
+            messages.append(f"{node_result.node.name}: {node_result.message}")
+    return "; ".join(messages) or "see logs/dbt.log"
+
+
+def compiled_sql(url: str, model: str) -> str:
+    """The SQL dbt would run for one model, compiled against this database."""
+    result = invoke(url, ["compile", "--select", model, "--log-level", "none"])
+    for node_result in result.result.results:
+        if node_result.node.name == model:
+            return node_result.node.compiled_code
+    raise DbtError(f"dbt compile did not return {model}")

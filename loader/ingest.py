@@ -1,0 +1,361 @@
+"""``telemetry ingest csv``: header check, streamed COPY into the landing table, audit, then dbt.
+
+Every record read is accounted for: ``rows_read = inserted + duplicates + rejected + expired``.
+A load is one transaction holding its raw rows and its audit row; llm_calls is then built by dbt, whose
+post-hook marks the load ``modelled`` in the same transaction as the new calls. Ingests on one database are
+serialised by an advisory lock, and a load left half-way by a crash is undone by the next ingest.
+"""
+
+from __future__ import annotations
+
+import glob
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from loader import dbt
+from loader.config import Settings
+from loader.csvfile import CSV_COLUMNS, Header, HashingReader, iter_records, read_header
+from loader.database import connect, resolve_url
+from loader.errors import TelemetryError
+from loader.schema import ensure_landing_tables, ensure_staging_view
+
+Progress = Callable[[str], None]
+
+#: Advisory lock key shared by every ingest and prune on a database ('llm-telemetry' as a number).
+INGEST_LOCK_KEY = 0x6C6C6D2D74656C65
+
+_OUTCOMES_SQL = """
+with batch as materialized (
+    select record_number, line_number, rejection_reason, "timestamp", session_id, prompt_name
+    from telemetry.stg_telemetry__usage_rows
+    where load_id = %(load_id)s
+),
+valid_keys as (
+    select distinct "timestamp", session_id, prompt_name
+    from batch
+    where rejection_reason is null and "timestamp" >= coalesce(%(cutoff)s::timestamptz, '-infinity')
+),
+earlier_pending as materialized (
+    select "timestamp", session_id, prompt_name
+    from telemetry.stg_telemetry__usage_rows
+    where load_id = any(%(earlier_loads)s) and rejection_reason is null and "timestamp" >= coalesce(%(cutoff)s::timestamptz, '-infinity')
+)
+select
+    (select count(*) from batch) as rows_read,
+    (select count(*) from batch where rejection_reason is not null) as rejected,
+    (select count(*) from batch where rejection_reason is null and "timestamp" < coalesce(%(cutoff)s::timestamptz, '-infinity')) as expired,
+    (select count(*) from valid_keys as v
+     where not exists (
+            select 1 from earlier_pending as e
+            where e."timestamp" = v."timestamp" and e.session_id = v.session_id
+                and e.prompt_name = v.prompt_name)
+        {stored_filter}
+    ) as inserted
+"""
+
+_STORED_FILTER = """
+        and not exists (
+            select 1 from telemetry.llm_calls as c
+            where c."timestamp" = v."timestamp" and c.session_id = v.session_id
+                and c.prompt_name = v.prompt_name)
+"""
+
+_REJECTS_SQL = """
+select rejection_reason, count(*), (array_agg(line_number order by line_number))[1:5]
+from telemetry.stg_telemetry__usage_rows
+where load_id = %(load_id)s and rejection_reason is not null
+group by rejection_reason
+order by count(*) desc, rejection_reason
+"""
+
+
+@dataclass
+class RejectReason:
+    reason: str
+    count: int
+    first_lines: list[int]
+
+
+@dataclass
+class LoadResult:
+    """What became of the records of one file."""
+
+    source_file: str
+    load_id: int | None
+    rows_read: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    expired: int = 0
+    rejects: list[RejectReason] = field(default_factory=list)
+
+
+@dataclass
+class IngestSummary:
+    """The result of one ``ingest csv`` run (all files together)."""
+
+    loads: list[LoadResult]
+    dry_run: bool
+    elapsed_seconds: float
+
+    def total(self, name: str) -> int:
+        return sum(getattr(load, name) for load in self.loads)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "rows_read": self.total("rows_read"),
+            "inserted": self.total("inserted"),
+            "duplicates": self.total("duplicates"),
+            "rejected": self.total("rejected"),
+            "expired": self.total("expired"),
+            "dry_run": self.dry_run,
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "files": [
+                {
+                    "source_file": load.source_file,
+                    "load_id": load.load_id,
+                    "rows_read": load.rows_read,
+                    "inserted": load.inserted,
+                    "duplicates": load.duplicates,
+                    "rejected": load.rejected,
+                    "expired": load.expired,
+                    "rejects": [
+                        {"reason": r.reason, "count": r.count, "first_lines": r.first_lines} for r in load.rejects
+                    ],
+                }
+                for load in self.loads
+            ],
+        }
+
+
+def resolve_paths(path: Path) -> list[Path]:
+    """A file, a directory (its *.csv files) or a glob pattern, oldest file first."""
+    text = str(path)
+    if any(ch in text for ch in "*?["):
+        found = [Path(p) for p in glob.glob(text)]
+        if not found:
+            raise TelemetryError(f"{text}: no file matches this pattern")
+    elif path.is_dir():
+        found = list(path.glob("*.csv"))
+        if not found:
+            raise TelemetryError(f"{path}: the directory holds no .csv files")
+    else:
+        return [path]
+    return sorted((p for p in found if p.is_file()), key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def retention_cutoff(months: int, now: datetime | None = None) -> datetime | None:
+    """The instant before which calls are expired: ``months`` calendar months before now (UTC).
+
+    None when retention is off (``months == 0``): nothing expires.
+    """
+    if months == 0:
+        return None
+    now = now or datetime.now(UTC)
+    year, month = divmod(now.year * 12 + now.month - 1 - months, 12)
+    month += 1
+    day = now.day
+    while True:
+        try:
+            return now.replace(year=year, month=month, day=day)
+        except ValueError:  # e.g. 31 August minus 6 months: use the last day of February
+            day -= 1
+
+
+def acquire_lock(conn: psycopg.Connection, progress: Progress) -> None:
+    """Take the ingest lock, saying so when another ingest holds it."""
+    got = conn.execute("select pg_try_advisory_lock(%s)", [INGEST_LOCK_KEY]).fetchone()[0]
+    if not got:
+        progress("another ingest is running on this database; waiting for it to finish...")
+        conn.execute("select pg_advisory_lock(%s)", [INGEST_LOCK_KEY])
+        progress("the other ingest finished; continuing")
+
+
+def recover_interrupted_loads(conn: psycopg.Connection, url: str, progress: Progress) -> None:
+    """Undo loads a crash left half-way ('loaded': raw rows in, llm_calls not), finish 'modelled' ones.
+
+    Runs under the ingest lock, so no other load is in progress.
+    """
+    with conn.transaction():
+        pending = [r[0] for r in conn.execute(
+            "select load_id from telemetry_raw.load_audit where status = 'loaded' order by load_id for update"
+        )]
+        if pending:
+            progress(f"undoing {len(pending)} interrupted load(s): {', '.join(map(str, pending))}")
+            conn.execute("delete from telemetry_raw.usage_rows where load_id = any(%s)", [pending])
+            if _relation_exists(conn, "telemetry", "llm_calls"):
+                conn.execute("delete from telemetry.llm_calls where load_id = any(%s)", [pending])
+            conn.execute(
+                "update telemetry_raw.load_audit set status = 'aborted', finished_at = now() "
+                "where load_id = any(%s)",
+                [pending],
+            )
+            _restore_checkpoints(conn, pending)
+    modelled = [r[0] for r in conn.execute(
+        "select load_id from telemetry_raw.load_audit where status = 'modelled' order by load_id"
+    )]
+    if modelled:
+        progress(f"finishing {len(modelled)} interrupted load(s): rebuilding the marts")
+        dbt.invoke(url, ["run", "--select", "llm_calls+", "--exclude", "llm_calls"])
+        conn.execute(
+            "update telemetry_raw.load_audit set status = 'done', finished_at = now() where load_id = any(%s)",
+            [modelled],
+        )
+
+
+def _restore_checkpoints(conn: psycopg.Connection, aborted: list[int]) -> None:
+    """Move file checkpoints back to where the aborted loads started reading."""
+    conn.execute(
+        """
+        delete from telemetry_raw.file_checkpoints as c
+        using telemetry_raw.load_audit as a
+        where a.load_id = any(%s) and a.source_file = c.source_file
+        """,
+        [aborted],
+    )
+
+
+def _relation_exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", [f"{schema}.{name}"]).fetchone()[0]
+
+
+def copy_file(conn: psycopg.Connection, header: Header, load_id: int, progress: Progress) -> HashingReader:
+    """Stream the file's records into the landing table with COPY; memory does not grow with the file."""
+    columns = [c for c in CSV_COLUMNS if c in header.loaded_columns]
+    positions = [CSV_COLUMNS.index(c) for c in columns]
+    statement = sql.SQL(
+        "copy telemetry_raw.usage_rows (load_id, record_number, line_number, {}, parse_error) from stdin"
+    ).format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+    size = header.path.stat().st_size
+    with header.path.open("rb") as handle:
+        stream = HashingReader(handle, 0, size)
+        stream.read(header.size)  # hash the header too; records start after it
+        next_report = time.monotonic() + 5
+        with conn.cursor().copy(statement) as copy:
+            for record in iter_records(stream, header, first_line=header.lines + 1):
+                values = record.values
+                copy.write_row(
+                    (load_id, record.record_number, record.line_number, *[values[p] for p in positions],
+                     record.parse_error)
+                )
+                if time.monotonic() > next_report:
+                    progress(f"{header.path.name}: {record.record_number:,} rows read "
+                             f"({stream.bytes_read * 100 // max(size, 1)}%)")
+                    next_report = time.monotonic() + 5
+    return stream
+
+
+def count_outcomes(
+    conn: psycopg.Connection, load: LoadResult, earlier_loads: list[int], cutoff: datetime | None
+) -> None:
+    """Fill in what will become of the load's rows, from the staging view (same rules as dbt)."""
+    stored = _STORED_FILTER if _relation_exists(conn, "telemetry", "llm_calls") else ""
+    row = conn.execute(
+        _OUTCOMES_SQL.replace("{stored_filter}", stored),
+        {"load_id": load.load_id, "cutoff": cutoff, "earlier_loads": earlier_loads},
+    ).fetchone()
+    load.rows_read, load.rejected, load.expired, load.inserted = row
+    load.duplicates = load.rows_read - load.rejected - load.expired - load.inserted
+    load.rejects = [
+        RejectReason(reason, count, list(lines))
+        for reason, count, lines in conn.execute(_REJECTS_SQL, {"load_id": load.load_id})
+    ]
+
+
+def _load_one(
+    conn: psycopg.Connection, header: Header, earlier: list[int], cutoff: datetime | None, progress: Progress
+) -> LoadResult:
+    source = str(header.path.resolve())
+    load_id = conn.execute(
+        "insert into telemetry_raw.load_audit (source_file, sha256, bytes, started_at, status) "
+        "values (%s, '', 0, clock_timestamp(), 'loaded') returning load_id",
+        [source],
+    ).fetchone()[0]
+    stream = copy_file(conn, header, load_id, progress)
+    load = LoadResult(source_file=source, load_id=load_id)
+    count_outcomes(conn, load, earlier, cutoff)
+    conn.execute(
+        """
+        update telemetry_raw.load_audit
+        set sha256 = %s, bytes = %s, rows_read = %s, inserted = %s, duplicates = %s, rejected = %s, expired = %s
+        where load_id = %s
+        """,
+        [stream.sha256.hexdigest(), stream.bytes_read, load.rows_read, load.inserted, load.duplicates,
+         load.rejected, load.expired, load_id],
+    )
+    return load
+
+
+def ingest_csv(
+    path: Path | None = None,
+    *,
+    settings: Settings | None = None,
+    dry_run: bool = False,
+    progress: Progress = _noop,
+) -> IngestSummary:
+    """Load one CSV file (or a directory / glob of them) and bring llm_calls and the marts up to date."""
+    started = time.monotonic()
+    settings = settings or Settings.from_env()
+    paths = resolve_paths(path or settings.csv_path)
+    headers = [read_header(p) for p in paths]  # every file-level problem surfaces before anything is written
+    url = resolve_url(settings)
+    cutoff = retention_cutoff(settings.retention_months)
+
+    with connect(url, autocommit=True) as conn:
+        acquire_lock(conn, progress)
+        loads: list[LoadResult] = []
+        if dry_run:
+            # Everything, even creating missing tables, happens in a transaction that is rolled back.
+            with conn.transaction(force_rollback=True):
+                ensure_landing_tables(conn)
+                ensure_staging_view(conn, url)
+                for header in headers:
+                    loads.append(_load_one(conn, header, [ld.load_id for ld in loads], cutoff, progress))
+            return IngestSummary(loads, dry_run=True, elapsed_seconds=time.monotonic() - started)
+
+        ensure_landing_tables(conn)
+        recover_interrupted_loads(conn, url, progress)
+        ensure_staging_view(conn, url)
+        for header in headers:
+            progress(f"loading {header.path}")
+            with conn.transaction():
+                loads.append(_load_one(conn, header, [ld.load_id for ld in loads], cutoff, progress))
+        progress("running dbt: llm_calls and the marts")
+        dbt.invoke(
+            url,
+            ["run", "--select", "llm_calls+"],
+            dbt_vars={"retention_cutoff": cutoff.isoformat() if cutoff else "-infinity"},
+            on_node=lambda name, status: progress(f"  {name}: {status}"),
+        )
+        _check_inserted(conn, loads)
+        conn.execute(
+            "update telemetry_raw.load_audit set status = 'done', finished_at = clock_timestamp() "
+            "where load_id = any(%s)",
+            [[ld.load_id for ld in loads]],
+        )
+    return IngestSummary(loads, dry_run=False, elapsed_seconds=time.monotonic() - started)
+
+
+def _check_inserted(conn: psycopg.Connection, loads: list[LoadResult]) -> None:
+    """The counts reported must be the rows dbt wrote; a mismatch is a bug, never a silent miscount."""
+    actual = dict(conn.execute(
+        "select load_id, count(*) from telemetry.llm_calls where load_id = any(%s) group by load_id",
+        [[ld.load_id for ld in loads]],
+    ).fetchall())
+    for load in loads:
+        if actual.get(load.load_id, 0) != load.inserted:
+            raise RuntimeError(
+                f"load {load.load_id}: predicted {load.inserted} new calls but llm_calls holds "
+                f"{actual.get(load.load_id, 0)}"
+            )
+

@@ -1,0 +1,57 @@
+-- Landing tables written by the loader. Idempotent: run before every load.
+create schema if not exists telemetry_raw;
+create schema if not exists telemetry;
+
+-- One row per load (one file, or the appended part of one file).
+create table if not exists telemetry_raw.load_audit (
+    load_id      bigint generated always as identity primary key,
+    source_file  text        not null,
+    sha256       text        not null,
+    bytes        bigint      not null,
+    byte_offset  bigint      not null default 0,
+    line_offset  bigint      not null default 0,
+    rows_read    bigint      not null default 0,
+    inserted     bigint,
+    duplicates   bigint,
+    rejected     bigint,
+    expired      bigint,
+    started_at   timestamptz not null,
+    finished_at  timestamptz,
+    -- loaded: raw rows committed, llm_calls not yet; modelled: llm_calls committed (dbt post-hook);
+    -- done: marts rebuilt; aborted: the load was interrupted and undone by the next run.
+    status       text        not null check (status in ('loaded', 'modelled', 'done', 'aborted'))
+);
+
+-- The CSV rows as text, exactly as read, with their lineage. dbt types them in stg_telemetry__usage_rows.
+create table if not exists telemetry_raw.usage_rows (
+    load_id            bigint      not null,
+    record_number      bigint      not null,
+    line_number        bigint      not null,
+    loaded_at          timestamptz not null default now(),
+    "timestamp"        text,
+    model              text,
+    prompt_tokens      text,
+    completion_tokens  text,
+    task_success       text,
+    task_type          text,
+    duration_ms        text,
+    notes              text,
+    session_id         text,
+    error_message      text,
+    cost_usd           text,
+    cache_read_tokens  text,
+    cache_write_tokens text,
+    parse_error        text
+);
+create index if not exists usage_rows_load_id on telemetry_raw.usage_rows (load_id);
+
+-- Where each file was read up to, for incremental reads; moves in the same transaction as the rows.
+create table if not exists telemetry_raw.file_checkpoints (
+    source_file       text        primary key,
+    head_fingerprint  text        not null,
+    header            text        not null,
+    bytes_read        bigint      not null,
+    lines_read        bigint      not null,
+    records_read      bigint      not null,
+    updated_at        timestamptz not null
+);

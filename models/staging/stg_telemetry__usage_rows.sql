@@ -1,0 +1,146 @@
+with
+
+source as (
+
+    select * from {{ source('telemetry_raw', 'usage_rows') }}
+
+),
+
+cleaned as (
+
+    select
+        load_id,
+        record_number,
+        line_number,
+        loaded_at,
+        parse_error,
+        "timestamp" as raw_timestamp,
+        model as raw_model,
+        prompt_tokens as raw_prompt_tokens,
+        completion_tokens as raw_completion_tokens,
+        task_success as raw_task_success,
+        task_type as raw_task_type,
+        duration_ms as raw_duration_ms,
+        notes as raw_notes,
+        nullif(trim("timestamp"), '') as timestamp_text,
+        nullif(trim(model), '') as model,
+        nullif(trim(prompt_tokens), '') as prompt_tokens_text,
+        nullif(trim(completion_tokens), '') as completion_tokens_text,
+        nullif(trim(task_success), '') as task_success_text,
+        nullif(trim(duration_ms), '') as duration_ms_text,
+        nullif(trim(cost_usd), '') as cost_usd_text,
+        nullif(trim(cache_read_tokens), '') as cache_read_tokens_text,
+        nullif(trim(cache_write_tokens), '') as cache_write_tokens_text,
+        coalesce(nullif(trim(task_type), ''), '(none)') as prompt_name,
+        nullif(replace(notes, E'\r\n', E'\n'), '') as notes,
+        nullif(trim(session_id), '') as session_id_text,
+        nullif(trim(error_message), '') as error_message_text
+
+    from source
+
+),
+
+typed as (
+
+    select
+        *,
+        {{ parse_timestamp('timestamp_text') }} as "timestamp",
+        {{ parse_count('prompt_tokens_text') }} as input_tokens,
+        {{ parse_count('completion_tokens_text') }} as output_tokens,
+        {{ parse_count('duration_ms_text') }} as duration_ms,
+        {{ parse_count('cache_read_tokens_text') }} as cache_read_tokens,
+        {{ parse_count('cache_write_tokens_text') }} as cache_write_tokens,
+        {{ parse_boolean('task_success_text') }} as success,
+        {{ parse_amount('cost_usd_text') }} as cost_usd
+
+    from cleaned
+
+),
+
+checked as (
+
+    select
+        *,
+        case
+            when parse_error is not null then parse_error
+            when timestamp_text is null then 'timestamp is empty'
+            when "timestamp" is null
+                then 'timestamp is not ISO 8601 (e.g. 2026-02-23T22:19:28Z) or YYYY-MM-DD HH:MM:SS'
+            when "timestamp" > now() + interval '1 day' then 'timestamp is more than a day in the future'
+            when model is null then 'model is empty'
+            when prompt_tokens_text is not null and input_tokens is null
+                then 'prompt_tokens is not a non-negative integer'
+            when completion_tokens_text is not null and output_tokens is null
+                then 'completion_tokens is not a non-negative integer'
+            when duration_ms_text is not null and duration_ms is null
+                then 'duration_ms is not a non-negative integer'
+            when cache_read_tokens_text is not null and cache_read_tokens is null
+                then 'cache_read_tokens is not a non-negative integer'
+            when cache_write_tokens_text is not null and cache_write_tokens is null
+                then 'cache_write_tokens is not a non-negative integer'
+            when task_success_text is not null and success is null
+                then 'task_success is not a boolean (true/false/1/0/yes/no)'
+            when cost_usd_text is not null and cost_usd is null
+                then 'cost_usd is not a non-negative number'
+        end as rejection_reason
+
+    from typed
+
+),
+
+final as (
+
+    select
+        load_id,
+        record_number,
+        line_number,
+        loaded_at,
+        rejection_reason,
+        "timestamp",
+        {{ parse_phase('notes') }} as phase,
+        prompt_name,
+        model,
+        input_tokens,
+        output_tokens,
+        coalesce(input_tokens, 0) + coalesce(output_tokens, 0) as total_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+        success,
+        case
+            when success then null
+            else coalesce(error_message_text, case when success = false then notes end)
+        end as error_message,
+        duration_ms,
+        cost_usd,
+        coalesce(
+            session_id_text,
+            md5(concat_ws(chr(31),
+                to_char("timestamp" at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'),
+                model,
+                coalesce(input_tokens::text, ''),
+                coalesce(output_tokens::text, ''),
+                coalesce(cache_read_tokens::text, ''),
+                coalesce(cache_write_tokens::text, ''),
+                coalesce(success::text, ''),
+                prompt_name,
+                coalesce(duration_ms::text, ''),
+                coalesce(notes, ''),
+                coalesce(error_message_text, ''),
+                coalesce(cost_usd::text, '')
+            ))
+        ) as session_id,
+        notes,
+        raw_timestamp,
+        raw_model,
+        raw_prompt_tokens,
+        raw_completion_tokens,
+        raw_task_success,
+        raw_task_type,
+        raw_duration_ms,
+        raw_notes
+
+    from checked
+
+)
+
+select * from final
