@@ -54,20 +54,20 @@ def _print_summary(summary, as_json: bool) -> None:
         print(json.dumps({k: data[k] for k in keys} | {"dry_run": summary.dry_run,
                                                        "elapsed_seconds": data["elapsed_seconds"]}))
         return
-    would = "would be " if summary.dry_run else ""
     files = ", ".join(load.source_file for load in summary.loads)
     print(f"{'dry run: ' if summary.dry_run else ''}{files}")
-    rows = [
-        ("rows read", summary.total("rows_read")),
-        (f"{would}inserted", summary.total("inserted")),
-        (f"duplicates {would or ''}skipped".replace("would be ", "would be "), summary.total("duplicates")),
-        (f"{would}rejected", summary.total("rejected")),
-        (f"expired (older than retention) {would}skipped", summary.total("expired")),
-    ]
+    verbs = (
+        ("would insert", "would skip as duplicates", "would reject", "would expire (not loaded)")
+        if summary.dry_run
+        else ("inserted", "duplicates skipped", "rejected", "expired (not loaded)")
+    )
+    rows = [("rows read", summary.total("rows_read")), *zip(verbs, (
+        summary.total("inserted"), summary.total("duplicates"), summary.total("rejected"), summary.total("expired")
+    ), strict=True)]
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
-        print(f"  {label:<{width}}  {value:>12,}")
-    print(f"  {'elapsed':<{width}}  {summary.elapsed_seconds:>11.1f}s")
+        print(f"  {label:<{width}}  {value:>9,}")
+    print(f"  {'elapsed':<{width}}  {summary.elapsed_seconds:>8.1f}s")
     if summary.dry_run:
         print("  nothing was written (dry run)")
 

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from loader import dbt
 from loader.config import Settings
-from loader.csvfile import CSV_COLUMNS, Header, HashingReader, iter_records, read_header
+from loader.csvfile import CSV_COLUMNS, HashingReader, Header, iter_records, read_header
 from loader.database import connect, resolve_url
 from loader.errors import TelemetryError
 from loader.schema import ensure_landing_tables, ensure_staging_view
@@ -39,17 +39,17 @@ with batch as materialized (
 valid_keys as (
     select distinct "timestamp", session_id, prompt_name
     from batch
-    where rejection_reason is null and "timestamp" >= coalesce(%(cutoff)s::timestamptz, '-infinity')
+    where rejection_reason is null and "timestamp" >= %(cutoff)s::timestamptz
 ),
 earlier_pending as materialized (
     select "timestamp", session_id, prompt_name
     from telemetry.stg_telemetry__usage_rows
-    where load_id = any(%(earlier_loads)s) and rejection_reason is null and "timestamp" >= coalesce(%(cutoff)s::timestamptz, '-infinity')
+    where load_id = any(%(earlier_loads)s) and rejection_reason is null and "timestamp" >= %(cutoff)s::timestamptz
 )
 select
     (select count(*) from batch) as rows_read,
     (select count(*) from batch where rejection_reason is not null) as rejected,
-    (select count(*) from batch where rejection_reason is null and "timestamp" < coalesce(%(cutoff)s::timestamptz, '-infinity')) as expired,
+    (select count(*) from batch where rejection_reason is null and "timestamp" < %(cutoff)s::timestamptz) as expired,
     (select count(*) from valid_keys as v
      where not exists (
             select 1 from earlier_pending as e
@@ -262,7 +262,7 @@ def count_outcomes(
     stored = _STORED_FILTER if _relation_exists(conn, "telemetry", "llm_calls") else ""
     row = conn.execute(
         _OUTCOMES_SQL.replace("{stored_filter}", stored),
-        {"load_id": load.load_id, "cutoff": cutoff, "earlier_loads": earlier_loads},
+        {"load_id": load.load_id, "cutoff": cutoff or "-infinity", "earlier_loads": earlier_loads},
     ).fetchone()
     load.rows_read, load.rejected, load.expired, load.inserted = row
     load.duplicates = load.rows_read - load.rejected - load.expired - load.inserted
@@ -333,7 +333,7 @@ def ingest_csv(
         progress("running dbt: llm_calls and the marts")
         dbt.invoke(
             url,
-            ["run", "--select", "llm_calls+"],
+            ["run", "--select", "stg_telemetry__usage_rows+"],
             dbt_vars={"retention_cutoff": cutoff.isoformat() if cutoff else "-infinity"},
             on_node=lambda name, status: progress(f"  {name}: {status}"),
         )

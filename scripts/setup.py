@@ -16,7 +16,7 @@ VENV = ROOT / ".venv"
 
 
 def main() -> int:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - pnpm may run an older python3
         print(f"llm-telemetry needs Python >= 3.11; {sys.executable} is {sys.version.split()[0]}", file=sys.stderr)
         return 2
     python = VENV / "bin" / "python"
