@@ -107,6 +107,57 @@ def cmd_db_stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _jsonable(value):
+    from datetime import date, datetime
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from loader.config import Settings
+    from loader.database import connect, resolve_url
+    from loader.stats import collect_stats, render_stats
+
+    with connect(resolve_url(Settings.from_env())) as conn:
+        stats = collect_stats(conn, since=args.since, until=args.until, phase=args.phase, model=args.model)
+    if args.json:
+        print(json.dumps(stats, default=_jsonable))
+    else:
+        print(render_stats(stats))
+    return EXIT_OK
+
+
+def cmd_prices_update(args: argparse.Namespace) -> int:
+    from loader.prices import DEFAULT_SEED_PATH, write_seed
+
+    count = write_seed(DEFAULT_SEED_PATH)
+    print(f"wrote {count:,} price rows to {DEFAULT_SEED_PATH}")
+    print("new loads use these prices; to reprice the calls already stored run: telemetry prices reprice")
+    return EXIT_OK
+
+
+def cmd_prices_reprice(args: argparse.Namespace) -> int:
+    from loader.ingest import reprice
+
+    reprice(progress=_progress_printer(True))
+    print("repriced every stored call with seeds/model_prices.csv and rebuilt the marts")
+    return EXIT_OK
+
+
+def _date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-24") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="telemetry",
@@ -138,6 +189,31 @@ def build_parser() -> argparse.ArgumentParser:
     csv_parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     csv_parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
     csv_parser.set_defaults(func=cmd_ingest_csv)
+
+    stats = commands.add_parser(
+        "stats",
+        help="what was spent, on which model and phase, how often it worked",
+        description="Totals, a by-model and a by-phase table, the daily cost of the last days, the top errors, "
+        "and a warning naming models without a price. Reads the marts; days are UTC.",
+        epilog="examples:\n  telemetry stats\n  telemetry stats --since 2026-11-01 --model gpt-4o\n"
+        "  telemetry stats --phase 2.1 --json\n\n" + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stats.add_argument("--since", type=_date, metavar="DATE", help="first UTC day to count (YYYY-MM-DD)")
+    stats.add_argument("--until", type=_date, metavar="DATE", help="last UTC day to count (YYYY-MM-DD)")
+    stats.add_argument("--phase", metavar="P", help="only this phase ('(none)' = calls without one)")
+    stats.add_argument("--model", metavar="M", help="only this model (as written in the CSV)")
+    stats.add_argument("--json", action="store_true", help="print everything as one JSON object")
+    stats.set_defaults(func=cmd_stats)
+
+    prices = commands.add_parser("prices", help="the price table behind estimated_cost_usd")
+    price_commands = prices.add_subparsers(dest="prices_command", required=True, metavar="ACTION")
+    update = price_commands.add_parser(
+        "update", help="regenerate seeds/model_prices.csv from the installed genai-prices package")
+    update.set_defaults(func=cmd_prices_update)
+    reprice = price_commands.add_parser(
+        "reprice", help="recompute estimated_cost_usd of every stored call with the current price seed")
+    reprice.set_defaults(func=cmd_prices_reprice)
 
     db = commands.add_parser("db", help="the database: its URL, stopping the embedded server")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")

@@ -331,12 +331,7 @@ def ingest_csv(
             with conn.transaction():
                 loads.append(_load_one(conn, header, [ld.load_id for ld in loads], cutoff, progress))
         progress("running dbt: llm_calls and the marts")
-        dbt.invoke(
-            url,
-            ["run", "--select", "stg_telemetry__usage_rows+"],
-            dbt_vars={"retention_cutoff": cutoff.isoformat() if cutoff else "-infinity"},
-            on_node=lambda name, status: progress(f"  {name}: {status}"),
-        )
+        run_models(url, cutoff, progress)
         _check_inserted(conn, loads)
         conn.execute(
             "update telemetry_raw.load_audit set status = 'done', finished_at = clock_timestamp() "
@@ -344,6 +339,31 @@ def ingest_csv(
             [[ld.load_id for ld in loads]],
         )
     return IngestSummary(loads, dry_run=False, elapsed_seconds=time.monotonic() - started)
+
+
+def run_models(url: str, cutoff: datetime | None, progress: Progress, *, full_refresh: bool = False) -> None:
+    """Load the price seed and build llm_calls and everything downstream of the staging view."""
+    dbt.invoke(
+        url,
+        ["build", "--resource-type", "seed", "--resource-type", "model",
+         "--select", "model_prices", "stg_telemetry__usage_rows+", *(["--full-refresh"] if full_refresh else [])],
+        dbt_vars={"retention_cutoff": cutoff.isoformat() if cutoff else "-infinity"},
+        on_node=lambda name, status: progress(f"  {name}: {status}"),
+    )
+
+
+def reprice(*, settings: Settings | None = None, progress: Progress = _noop) -> None:
+    """Rebuild llm_calls from the landing table with the current price seed (``telemetry prices reprice``).
+
+    Keys, and which load first brought each call, are unchanged: the rebuild keeps the first row read.
+    """
+    settings = settings or Settings.from_env()
+    url = resolve_url(settings)
+    with connect(url, autocommit=True) as conn:
+        acquire_lock(conn, progress)
+        ensure_landing_tables(conn)
+        recover_interrupted_loads(conn, url, progress)
+        run_models(url, retention_cutoff(settings.retention_months), progress, full_refresh=True)
 
 
 def _check_inserted(conn: psycopg.Connection, loads: list[LoadResult]) -> None:

@@ -127,7 +127,8 @@ def _clause_regex(clause: Any) -> str:
     if isinstance(clause, gp.ClauseRegex):
         return clause.regex
     if isinstance(clause, gp.ClauseOr):
-        return "|".join(f"(?:{_clause_regex(c)})" for c in clause.or_)
+        parts = dict.fromkeys(_clause_regex(c) for c in clause.or_)  # dedupe, keep order
+        return "|".join(f"(?:{part})" for part in parts)
     if isinstance(clause, gp.ClauseAnd):
         return "^" + "".join(_lookahead(c) for c in clause.and_)
     raise _Unrepresentable(f"unknown match clause {clause!r}")
@@ -381,9 +382,7 @@ def _check_rows(rows: Sequence[dict[str, Any]]) -> None:
     for key, group in groups.items():
         by_period: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for row in group:
-            by_period.setdefault((row["valid_from"], row["valid_to"]), []).append(
-                (row["daily_from"], row["daily_to"])
-            )
+            by_period.setdefault((row["valid_from"], row["valid_to"]), []).append((row["daily_from"], row["daily_to"]))
         periods = sorted(by_period, key=lambda p: p[0])
         if periods[0][0] != "" or periods[-1][1] != "":
             raise ValueError(f"{key}: periods do not cover all time: {periods}")

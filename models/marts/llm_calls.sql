@@ -52,6 +52,41 @@ new_calls as (
     )
     {% endif %}
 
+),
+
+price_rules as {{ price_rules_for_models('new_calls') }},
+
+priced as (
+
+    select
+        c.*,
+        p.provider_id as price_provider_id,
+        p.model_id as price_model_id,
+        case when p.model_id is not null then
+            (
+                greatest(
+                    coalesce(c.input_tokens, 0)
+                    - case when p.cache_read_mtok is not null then coalesce(c.cache_read_tokens, 0) else 0 end
+                    - case when p.cache_write_mtok is not null then coalesce(c.cache_write_tokens, 0) else 0 end,
+                    0
+                ) * {{ token_price('input') }}
+                + coalesce(c.output_tokens, 0) * {{ token_price('output') }}
+                + coalesce(c.cache_read_tokens, 0) * {{ token_price('cache_read') }}
+                + coalesce(c.cache_write_tokens, 0) * {{ token_price('cache_write') }}
+            ) * 0.000001
+        end as computed_cost_usd
+    from new_calls as c
+    left join price_rules as r on r.model = c.model
+    left join {{ ref('model_prices') }} as p
+        on p.provider_id = r.provider_id
+        and p.match_order = r.match_order
+        and (p.valid_from is null or c."timestamp" >= p.valid_from)
+        and (p.valid_to is null or c."timestamp" < p.valid_to)
+        and (p.daily_from is null or (
+            (c."timestamp" at time zone 'UTC')::time >= p.daily_from
+            and (c."timestamp" at time zone 'UTC')::time < p.daily_to
+        ))
+
 )
 
 select
@@ -69,8 +104,13 @@ select
     duration_ms,
     session_id,
     notes,
+    coalesce(cost_usd, computed_cost_usd) as estimated_cost_usd,
+    case when cost_usd is not null then 'reported' when computed_cost_usd is not null then 'estimated' end
+        as cost_source,
     cost_usd as reported_cost_usd,
+    price_provider_id,
+    price_model_id,
     load_id,
     loaded_at,
     line_number as source_line_number
-from new_calls
+from priced

@@ -1,0 +1,1 @@
+"""The benchmark of llm-telemetry (`pnpm bench`) and its data generator."""

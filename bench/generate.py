@@ -1,0 +1,94 @@
+"""A deterministic generator of realistic telemetry CSVs (used by the benchmark and the tests).
+
+    python -m bench.generate 1000000 out.csv [--seed 1] [--end 2026-11-24] [--days 180]
+
+The same arguments always give the same bytes. The mix: 12 models, among them date-suffixed
+(`claude-3-5-haiku-20241022`), provider-prefixed (`openai/gpt-4.1`) and one no price table knows; phases
+named in about 80% of notes; about 10% failures whose notes carry the error text; notes with quoted commas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+HEADER = ["timestamp", "model", "prompt_tokens", "completion_tokens", "task_success", "task_type", "duration_ms",
+          "notes"]
+
+MODELS = [
+    "claude-sonnet-4-5-20250929",
+    "claude-3-5-haiku-20241022",
+    "claude-opus-4-1-20250805",
+    "claude-3-opus",
+    "gpt-4o-2024-08-06",
+    "gpt-4o-mini",
+    "openai/gpt-4.1",
+    "o3-mini",
+    "gemini-2.5-flash",
+    "gemini-1.5-flash",
+    "mistral-large-latest",
+    "acme-internal-llm-v2",  # no price: shows up as unpriced
+]
+TASK_TYPES = ["plan", "execute", "verify", "discuss", "quick", ""]
+WORK = ["wrote tests", "refactored the loader, again", "reviewed \"diff\" of the COPY path", "CI setup",
+        "docs, README and examples", "fixed flaky test"]
+ERRORS = ["Tool call timed out after {n}s", "Rate limit exceeded (429), retry in {n}s",
+          "Context window exceeded: {n} > 200000 tokens", "API error 529: overloaded"]
+
+
+def rows(count: int, *, seed: int = 1, end: date | None = None, days: int = 180) -> Iterator[list[str]]:
+    """`count` rows in time order, spread over the `days` days before `end` (default: yesterday)."""
+    rng = random.Random(seed)
+    end = end or (datetime.now(UTC).date() - timedelta(days=1))
+    start = datetime(end.year, end.month, end.day, tzinfo=UTC) - timedelta(days=days - 1)
+    span = days * 86400
+    for i in range(count):
+        ts = start + timedelta(seconds=span * i // max(count, 1) + rng.randrange(0, 3))
+        ok = rng.random() >= 0.10
+        phase = rng.random()
+        work = rng.choice(WORK)
+        if phase < 0.6:
+            note = f"Phase {rng.randint(1, 9)} {work}"
+        elif phase < 0.8:
+            note = f"phase {rng.randint(1, 9)}.{rng.randint(1, 4)}: {work}"
+        else:
+            note = work
+        if not ok:
+            note = f"{note}: {rng.choice(ERRORS).format(n=rng.randint(2, 300000))}"
+        yield [
+            ts.strftime("%Y-%m-%dT%H:%M:%SZ") if i % 7 else ts.strftime("%Y-%m-%d %H:%M:%S"),
+            rng.choice(MODELS),
+            str(rng.randint(200, 60000)),
+            str(rng.randint(50, 8000)),
+            ("true" if ok else "false") if i % 5 else ("1" if ok else "0"),
+            rng.choice(TASK_TYPES),
+            str(rng.randint(500, 300000)),
+            note,
+        ]
+
+
+def write(path: Path, count: int, *, seed: int = 1, end: date | None = None, days: int = 180) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(HEADER)
+        writer.writerows(rows(count, seed=seed, end=end, days=days))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rows", type=int)
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--end", type=date.fromisoformat, default=None, help="last day (default: yesterday)")
+    parser.add_argument("--days", type=int, default=180)
+    args = parser.parse_args()
+    write(args.path, args.rows, seed=args.seed, end=args.end, days=args.days)
+
+
+if __name__ == "__main__":
+    main()

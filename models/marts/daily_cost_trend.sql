@@ -1,0 +1,52 @@
+with
+
+daily as (
+
+    select
+        call_date,
+        sum(calls) as calls,
+        sum(input_tokens) as input_tokens,
+        sum(output_tokens) as output_tokens,
+        sum(total_tokens) as total_tokens,
+        sum(estimated_cost_usd) as estimated_cost_usd,
+        sum(unpriced_calls) as unpriced_calls
+    from {{ ref('int_llm_calls__daily') }}
+    group by call_date
+
+),
+
+calendar as (
+
+    {#- Every day from the first call to the last, so that quiet days show as zeros, not gaps. -#}
+    select generate_series(min(call_date), max(call_date), interval '1 day')::date as call_date
+    from daily
+
+),
+
+filled as (
+
+    select
+        c.call_date,
+        coalesce(d.calls, 0) as calls,
+        coalesce(d.input_tokens, 0) as input_tokens,
+        coalesce(d.output_tokens, 0) as output_tokens,
+        coalesce(d.total_tokens, 0) as total_tokens,
+        coalesce(d.estimated_cost_usd, 0) as estimated_cost_usd,
+        coalesce(d.unpriced_calls, 0) as unpriced_calls
+    from calendar as c
+    left join daily as d on d.call_date = c.call_date
+
+)
+
+select
+    call_date,
+    calls,
+    input_tokens,
+    output_tokens,
+    total_tokens,
+    estimated_cost_usd,
+    unpriced_calls,
+    sum(estimated_cost_usd) over (order by call_date) as cumulative_cost_usd,
+    round(avg(estimated_cost_usd) over (order by call_date rows between 6 preceding and current row), 6)
+        as cost_7d_moving_avg_usd
+from filled

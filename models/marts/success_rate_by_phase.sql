@@ -1,0 +1,29 @@
+with
+
+by_phase as (
+
+    select
+        phase,
+        call_date,
+        sum(calls) as calls,
+        sum(successes) as successes,
+        sum(failures) as failures,
+        sum(estimated_cost_usd) as estimated_cost_usd,
+        sum(successful_calls_cost_usd) as successful_calls_cost_usd
+    from {{ ref('int_llm_calls__daily') }}
+    group by phase, call_date
+
+)
+
+select
+    phase,
+    call_date,
+    calls,
+    successes,
+    failures,
+    calls - successes - failures as unknown_outcome_calls,
+    case when successes + failures > 0 then round(successes::numeric / (successes + failures), 6) end
+        as success_rate,
+    estimated_cost_usd,
+    case when successes > 0 then estimated_cost_usd / successes end as cost_per_successful_call_usd
+from by_phase

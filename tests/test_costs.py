@@ -1,0 +1,105 @@
+"""estimated_cost_usd: genai-prices' prices, matched the way genai-prices matches, never a silent $0."""
+
+from __future__ import annotations
+
+import csv
+import filecmp
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+
+from conftest import CORPUS, PROJECT_DIR
+from loader.prices import write_seed
+from price_probes import PRICE_PROBES
+from reference import reference_cost
+
+
+def test_committed_price_seed_is_what_the_pinned_package_generates(tmp_path):
+    fresh = tmp_path / "model_prices.csv"
+    rows = write_seed(fresh)
+    assert rows > 1000
+    assert filecmp.cmp(fresh, PROJECT_DIR / "seeds" / "model_prices.csv", shallow=False), (
+        "seeds/model_prices.csv is stale: run `pnpm telemetry:prices:update` and commit it")
+
+
+def test_sql_cost_equals_genai_prices_for_every_probe(telemetry):
+    assert len(PRICE_PROBES) >= 20
+    path = telemetry.tmp_path / "probes.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["timestamp", "model", "prompt_tokens", "completion_tokens", "notes"])
+        for i, (model, ts, inp, out) in enumerate(PRICE_PROBES):
+            writer.writerow([ts, model, inp, out, f"probe {i}"])
+    summary = telemetry.ingest(path)
+    assert summary.total("inserted") == len(PRICE_PROBES)
+    got = dict(telemetry.query("select notes, estimated_cost_usd from telemetry.llm_calls"))
+    priced = 0
+    for i, (model, ts, inp, out) in enumerate(PRICE_PROBES):
+        expected = reference_cost(model, datetime.fromisoformat(ts), inp, out)
+        actual = got[f"probe {i}"]
+        if expected is None:
+            assert actual is None, f"{model} at {ts}: genai-prices has no price, SQL says {actual}"
+        else:
+            priced += 1
+            assert actual is not None, f"{model} at {ts}: SQL found no price, genai-prices says {expected}"
+            assert abs(actual - expected) <= 1e-9, f"{model} at {ts}: SQL {actual} != genai-prices {expected}"
+    assert priced >= 20
+
+
+def test_price_changes_apply_from_their_date(telemetry):
+    # o3's price changed on 2025-06-10: the same call costs less from that day on.
+    path = telemetry.write("o3.csv", "timestamp,model,prompt_tokens,completion_tokens,notes\n"
+                           "2025-06-09T23:59:59Z,o3,1000000,0,before\n2025-06-10T00:00:00Z,o3,1000000,0,after\n")
+    telemetry.ingest(path)
+    got = dict(telemetry.query("select notes, estimated_cost_usd from telemetry.llm_calls"))
+    assert got["before"] > got["after"] > 0
+
+
+def test_unknown_model_is_unpriced_not_free(telemetry):
+    path = telemetry.write("u.csv", "timestamp,model,prompt_tokens,completion_tokens\n"
+                           "2026-02-23T22:19:28Z,acme-internal-llm-v2,1000,1000\n"
+                           "2026-02-23T22:19:29Z,gpt-4o,1000,1000\n")
+    telemetry.ingest(path)
+    assert telemetry.scalar("select estimated_cost_usd from telemetry.llm_calls where model like 'acme%'") is None
+    assert telemetry.scalar("select cost_source from telemetry.llm_calls where model like 'acme%'") is None
+    assert telemetry.scalar("select sum(unpriced_calls) from telemetry.tokens_by_model") == 1
+    assert telemetry.scalar("select sum(unpriced_calls) from telemetry.daily_cost_trend") == 1
+
+
+def test_reported_cost_column_wins_over_the_estimate(telemetry):
+    path = telemetry.write("c.csv", "timestamp,model,prompt_tokens,completion_tokens,cost_usd,notes\n"
+                           "2026-02-23T22:19:28Z,gpt-4o,1000,1000,0.123456,reported\n"
+                           "2026-02-23T22:19:28Z,gpt-4o,1000,1000,,estimated\n")
+    telemetry.ingest(path)
+    got = {n: (c, s) for n, c, s in telemetry.query(
+        "select notes, estimated_cost_usd, cost_source from telemetry.llm_calls")}
+    assert got["reported"] == (Decimal("0.123456"), "reported")
+    assert got["estimated"][1] == "estimated" and got["estimated"][0] != got["reported"][0]
+
+
+def test_every_viflo_row_gets_a_cost(telemetry):
+    path = CORPUS / "viflo__telemetry_usage.csv"
+    if not path.exists():
+        pytest.skip("../shared/corpus is not beside the repository")
+    telemetry.ingest(path)
+    rows = telemetry.query('select model, "timestamp", input_tokens, output_tokens, estimated_cost_usd '
+                           "from telemetry.llm_calls")
+    assert len(rows) == 5
+    for model, ts, inp, out, cost in rows:
+        assert cost is not None and cost > 0, model
+        assert abs(cost - reference_cost(model, ts, inp, out)) <= 1e-9
+
+
+def test_reprice_applies_a_changed_seed_to_stored_calls(telemetry):
+    from loader.ingest import reprice
+
+    telemetry.ingest(telemetry.write("r.csv", "timestamp,model,prompt_tokens,completion_tokens\n"
+                                     "2026-02-23T22:19:28Z,gpt-4o,1000,1000\n"))
+    before = telemetry.calls()
+    cost = telemetry.scalar("select estimated_cost_usd from telemetry.llm_calls")
+    with __import__("psycopg").connect(telemetry.url, autocommit=True) as conn:  # a price the seed lacks
+        conn.execute("update telemetry.llm_calls set estimated_cost_usd = 999")
+    reprice(settings=telemetry.settings)
+    assert telemetry.scalar("select estimated_cost_usd from telemetry.llm_calls") == cost
+    assert telemetry.calls() == before
