@@ -8,11 +8,11 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
-
 from conftest import CORPUS, PROJECT_DIR
-from loader.prices import write_seed
 from price_probes import PRICE_PROBES
 from reference import reference_cost
+
+from loader.prices import write_seed
 
 
 def test_committed_price_seed_is_what_the_pinned_package_generates(tmp_path):
