@@ -49,13 +49,12 @@ def _print_summary(summary, as_json: bool) -> None:
                 + ("" if summary.dry_run else f"; see telemetry.rejected_rows where load_id = {load.load_id}")
             )
     if as_json:
-        data = summary.as_dict()
-        keys = ("rows_read", "inserted", "duplicates", "rejected", "expired")
-        print(json.dumps({k: data[k] for k in keys} | {"dry_run": summary.dry_run,
-                                                       "elapsed_seconds": data["elapsed_seconds"]}))
+        print(json.dumps(summary.as_dict()))
         return
-    files = ", ".join(load.source_file for load in summary.loads)
-    print(f"{'dry run: ' if summary.dry_run else ''}{files}")
+    for load in summary.loads:
+        what = "unchanged since the last load, nothing read" if load.read == "unchanged" else (
+            "read the bytes appended since the last load" if load.read == "grown" else "read in full")
+        print(f"{'dry run: ' if summary.dry_run else ''}{load.source_file}: {what}")
     verbs = (
         ("would insert", "would skip as duplicates", "would reject", "would expire (not loaded)")
         if summary.dry_run
@@ -68,6 +67,11 @@ def _print_summary(summary, as_json: bool) -> None:
     for label, value in rows:
         print(f"  {label:<{width}}  {value:>9,}")
     print(f"  {'elapsed':<{width}}  {summary.elapsed_seconds:>8.1f}s")
+    pruned = summary.pruned
+    if pruned and pruned.anything:
+        verb = "would prune" if summary.dry_run else "pruned"
+        print(f"  {verb} {pruned.calls:,} calls and {pruned.raw_rows:,} raw rows older than "
+              f"{pruned.cutoff:%Y-%m-%d %H:%M} UTC (retention)")
     if summary.dry_run:
         print("  nothing was written (dry run)")
 
@@ -82,6 +86,31 @@ def cmd_ingest_csv(args: argparse.Namespace) -> int:
     )
     _print_summary(summary, args.json)
     return EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from loader.retention import prune
+
+    result = prune(months=args.months, dry_run=args.dry_run, progress=_progress_printer(not args.json))
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    elif result.cutoff is None:
+        print("retention is off (0 months): nothing to prune")
+    else:
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{verb} what is older than {result.cutoff:%Y-%m-%d %H:%M} UTC:")
+        print(f"  calls in telemetry.llm_calls         {result.calls:>10,}")
+        print(f"  rows in telemetry_raw.usage_rows     {result.raw_rows:>10,}")
+        print(f"  of which rejected rows               {result.rejected_rows:>10,}")
+        if args.dry_run:
+            print("  nothing was deleted (dry run)")
+    return EXIT_OK
+
+
+def _months(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of months (0 = keep everything)")
+    return int(text)
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
@@ -205,6 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--model", metavar="M", help="only this model (as written in the CSV)")
     stats.add_argument("--json", action="store_true", help="print everything as one JSON object")
     stats.set_defaults(func=cmd_stats)
+
+    prune = commands.add_parser(
+        "prune",
+        help="delete calls older than the retention window and rebuild the marts",
+        description="Delete calls whose timestamp is older than N months from telemetry.llm_calls, the landing "
+        "table and the rejects, then rebuild the marts. Every ingest ends with the same pruning.",
+        epilog="examples:\n  telemetry prune --dry-run\n  telemetry prune --months 12\n\n" + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prune.add_argument("--months", type=_months, metavar="N",
+                       help="retention window in months (default: $TELEMETRY_RETENTION_MONTHS, else 6)")
+    prune.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
+    prune.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    prune.set_defaults(func=cmd_prune)
 
     prices = commands.add_parser("prices", help="the price table behind estimated_cost_usd")
     price_commands = prices.add_subparsers(dest="prices_command", required=True, metavar="ACTION")

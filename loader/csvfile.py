@@ -154,6 +154,14 @@ def read_header(path: Path) -> Header:
 
 
 @dataclass
+class ReadPosition:
+    """How far a reader got: data records and physical lines (header included) consumed so far."""
+
+    records: int
+    lines: int
+
+
+@dataclass
 class Record:
     """One CSV record: its position in the file and its values by landing-table column."""
 
@@ -200,11 +208,10 @@ def _clean(field: str) -> tuple[str, str | None]:
     return field, problem
 
 
-def iter_records(
-    stream: io.RawIOBase, header: Header, *, first_record: int = 1, first_line: int = 2
-) -> Iterator[Record]:
+def iter_records(stream: io.RawIOBase, header: Header, position: ReadPosition) -> Iterator[Record]:
     """The records of a byte stream positioned just after the header (or at a resume point).
 
+    ``position`` says how many records and lines came before the stream, and is advanced as records are read.
     Blank lines are not records and are skipped. A record with the wrong number of fields, or one that cannot
     be stored as text, comes back with ``parse_error`` set so that it is rejected, never dropped.
     """
@@ -214,23 +221,23 @@ def iter_records(
     reader = csv.reader(text, strict=True)
     width = len(header.names)
     slots = [CSV_COLUMNS.index(t) if t is not None else None for t in header.targets]
-    number = first_record
-    lines_before = first_line - 1
+    lines_before_stream = position.lines
     while True:
-        start_line = lines_before + 1
+        start_line = position.lines + 1
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            lines_before = first_line - 1 + reader.line_num
+            position.lines = lines_before_stream + reader.line_num
+            position.records += 1
             reason = "unterminated quoted field" if "end of data" in str(exc) else f"malformed CSV: {exc}"
-            yield Record(number, start_line, [None] * len(CSV_COLUMNS), reason)
-            number += 1
+            yield Record(position.records, start_line, [None] * len(CSV_COLUMNS), reason)
             continue
-        lines_before = first_line - 1 + reader.line_num
+        position.lines = lines_before_stream + reader.line_num
         if not row:
             continue
+        position.records += 1
         values: list[str | None] = [None] * len(CSV_COLUMNS)
         problem = None
         for slot, field in zip(slots, row, strict=False):
@@ -244,5 +251,4 @@ def iter_records(
                     problem = _clean(field)[1]
         if len(row) != width:
             problem = f"the record has {len(row)} fields, the header has {width}"
-        yield Record(number, start_line, values, problem)
-        number += 1
+        yield Record(position.records, start_line, values, problem)

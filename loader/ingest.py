@@ -1,9 +1,9 @@
 """``telemetry ingest csv``: header check, streamed COPY into the landing table, audit, then dbt.
 
 Every record read is accounted for: ``rows_read = inserted + duplicates + rejected + expired``.
-A load is one transaction holding its raw rows and its audit row; llm_calls is then built by dbt, whose
-post-hook marks the load ``modelled`` in the same transaction as the new calls. Ingests on one database are
-serialised by an advisory lock, and a load left half-way by a crash is undone by the next ingest.
+A load is one transaction holding its raw rows, its audit row and the file's checkpoint; llm_calls is then built
+by dbt, whose post-hook marks the load ``modelled`` in the same transaction as the new calls. Ingests on one
+database are serialised by an advisory lock, and a load left half-way by a crash is undone by the next ingest.
 """
 
 from __future__ import annotations
@@ -12,22 +12,24 @@ import glob
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from loader import dbt
+from loader.checkpoints import ReadPlan, plan_read, save_checkpoint
 from loader.config import Settings
 from loader.csvfile import CSV_COLUMNS, HashingReader, Header, iter_records, read_header
 from loader.database import connect, resolve_url
 from loader.errors import TelemetryError
+from loader.retention import PruneResult, prune_expired, retention_cutoff
 from loader.schema import ensure_landing_tables, ensure_staging_view
 
 Progress = Callable[[str], None]
 
-#: Advisory lock key shared by every ingest and prune on a database ('llm-telemetry' as a number).
+#: Advisory lock key shared by every ingest and prune on a database ('llm-tele' as a number).
 INGEST_LOCK_KEY = 0x6C6C6D2D74656C65
 
 _OUTCOMES_SQL = """
@@ -56,7 +58,8 @@ select
             where e."timestamp" = v."timestamp" and e.session_id = v.session_id
                 and e.prompt_name = v.prompt_name)
         {stored_filter}
-    ) as inserted
+    ) as inserted,
+    (select min("timestamp") from batch) as oldest_call
 """
 
 _STORED_FILTER = """
@@ -84,10 +87,11 @@ class RejectReason:
 
 @dataclass
 class LoadResult:
-    """What became of the records of one file."""
+    """What became of the records read from one file."""
 
     source_file: str
     load_id: int | None
+    read: str = "new file"  # new file | grown | changed | unchanged
     rows_read: int = 0
     inserted: int = 0
     duplicates: int = 0
@@ -103,6 +107,7 @@ class IngestSummary:
     loads: list[LoadResult]
     dry_run: bool
     elapsed_seconds: float
+    pruned: PruneResult | None = None
 
     def total(self, name: str) -> int:
         return sum(getattr(load, name) for load in self.loads)
@@ -116,10 +121,12 @@ class IngestSummary:
             "expired": self.total("expired"),
             "dry_run": self.dry_run,
             "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "pruned": self.pruned.as_dict() if self.pruned else None,
             "files": [
                 {
                     "source_file": load.source_file,
                     "load_id": load.load_id,
+                    "read": load.read,
                     "rows_read": load.rows_read,
                     "inserted": load.inserted,
                     "duplicates": load.duplicates,
@@ -135,7 +142,7 @@ class IngestSummary:
 
 
 def resolve_paths(path: Path) -> list[Path]:
-    """A file, a directory (its *.csv files) or a glob pattern, oldest file first."""
+    """A file, a directory (its *.csv files) or a glob pattern; several files are read oldest first."""
     text = str(path)
     if any(ch in text for ch in "*?["):
         found = [Path(p) for p in glob.glob(text)]
@@ -144,7 +151,7 @@ def resolve_paths(path: Path) -> list[Path]:
     elif path.is_dir():
         found = list(path.glob("*.csv"))
         if not found:
-            raise TelemetryError(f"{path}: the directory holds no .csv files")
+            raise TelemetryError(f"{path}: the directory holds no .csv files; pass a CSV file or a directory of them")
     else:
         return [path]
     return sorted((p for p in found if p.is_file()), key=lambda p: (p.stat().st_mtime, p.name))
@@ -152,24 +159,6 @@ def resolve_paths(path: Path) -> list[Path]:
 
 def _noop(_: str) -> None:
     pass
-
-
-def retention_cutoff(months: int, now: datetime | None = None) -> datetime | None:
-    """The instant before which calls are expired: ``months`` calendar months before now (UTC).
-
-    None when retention is off (``months == 0``): nothing expires.
-    """
-    if months == 0:
-        return None
-    now = now or datetime.now(UTC)
-    year, month = divmod(now.year * 12 + now.month - 1 - months, 12)
-    month += 1
-    day = now.day
-    while True:
-        try:
-            return now.replace(year=year, month=month, day=day)
-        except ValueError:  # e.g. 31 August minus 6 months: use the last day of February
-            day -= 1
 
 
 def acquire_lock(conn: psycopg.Connection, progress: Progress) -> None:
@@ -181,10 +170,15 @@ def acquire_lock(conn: psycopg.Connection, progress: Progress) -> None:
         progress("the other ingest finished; continuing")
 
 
+def _relation_exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", [name]).fetchone()[0]
+
+
 def recover_interrupted_loads(conn: psycopg.Connection, url: str, progress: Progress) -> None:
     """Undo loads a crash left half-way ('loaded': raw rows in, llm_calls not), finish 'modelled' ones.
 
-    Runs under the ingest lock, so no other load is in progress.
+    Runs under the ingest lock, so no other load is in progress. An undone load's files lose their
+    checkpoint, so the next read takes them whole and deduplication restores exact counts.
     """
     with conn.transaction():
         pending = [r[0] for r in conn.execute(
@@ -193,14 +187,21 @@ def recover_interrupted_loads(conn: psycopg.Connection, url: str, progress: Prog
         if pending:
             progress(f"undoing {len(pending)} interrupted load(s): {', '.join(map(str, pending))}")
             conn.execute("delete from telemetry_raw.usage_rows where load_id = any(%s)", [pending])
-            if _relation_exists(conn, "telemetry", "llm_calls"):
+            if _relation_exists(conn, "telemetry.llm_calls"):
                 conn.execute("delete from telemetry.llm_calls where load_id = any(%s)", [pending])
             conn.execute(
-                "update telemetry_raw.load_audit set status = 'aborted', finished_at = now() "
+                """
+                delete from telemetry_raw.file_checkpoints as c
+                using telemetry_raw.load_audit as a
+                where a.load_id = any(%s) and a.source_file = c.source_file
+                """,
+                [pending],
+            )
+            conn.execute(
+                "update telemetry_raw.load_audit set status = 'aborted', finished_at = clock_timestamp() "
                 "where load_id = any(%s)",
                 [pending],
             )
-            _restore_checkpoints(conn, pending)
     modelled = [r[0] for r in conn.execute(
         "select load_id from telemetry_raw.load_audit where status = 'modelled' order by load_id"
     )]
@@ -208,91 +209,91 @@ def recover_interrupted_loads(conn: psycopg.Connection, url: str, progress: Prog
         progress(f"finishing {len(modelled)} interrupted load(s): rebuilding the marts")
         dbt.invoke(url, ["run", "--select", "llm_calls+", "--exclude", "llm_calls"])
         conn.execute(
-            "update telemetry_raw.load_audit set status = 'done', finished_at = now() where load_id = any(%s)",
+            "update telemetry_raw.load_audit set status = 'done', finished_at = clock_timestamp() "
+            "where load_id = any(%s)",
             [modelled],
         )
 
 
-def _restore_checkpoints(conn: psycopg.Connection, aborted: list[int]) -> None:
-    """Move file checkpoints back to where the aborted loads started reading."""
-    conn.execute(
-        """
-        delete from telemetry_raw.file_checkpoints as c
-        using telemetry_raw.load_audit as a
-        where a.load_id = any(%s) and a.source_file = c.source_file
-        """,
-        [aborted],
-    )
+def copy_records(
+    conn: psycopg.Connection, header: Header, plan: ReadPlan, load_id: int, progress: Progress
+) -> tuple[HashingReader, bool]:
+    """Stream the planned bytes' records into the landing table with COPY; memory does not grow with the file.
 
-
-def _relation_exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", [f"{schema}.{name}"]).fetchone()[0]
-
-
-def copy_file(conn: psycopg.Connection, header: Header, load_id: int, progress: Progress) -> HashingReader:
-    """Stream the file's records into the landing table with COPY; memory does not grow with the file."""
+    Returns the reader (hash, bytes) and whether the read ended cleanly (after a newline, outside quotes).
+    """
     columns = [c for c in CSV_COLUMNS if c in header.loaded_columns]
     positions = [CSV_COLUMNS.index(c) for c in columns]
     statement = sql.SQL(
         "copy telemetry_raw.usage_rows (load_id, record_number, line_number, {}, parse_error) from stdin"
     ).format(sql.SQL(", ").join(map(sql.Identifier, columns)))
-    size = header.path.stat().st_size
-    with header.path.open("rb") as handle:
-        stream = HashingReader(handle, 0, size)
-        stream.read(header.size)  # hash the header too; records start after it
+    clean_end = True
+    with plan.path.open("rb") as handle:
+        stream = HashingReader(handle, plan.start, plan.end)
         next_report = time.monotonic() + 5
         with conn.cursor().copy(statement) as copy:
-            for record in iter_records(stream, header, first_line=header.lines + 1):
+            for record in iter_records(stream, header, plan.position):
                 values = record.values
                 copy.write_row(
                     (load_id, record.record_number, record.line_number, *[values[p] for p in positions],
                      record.parse_error)
                 )
+                clean_end = record.parse_error != "unterminated quoted field"
                 if time.monotonic() > next_report:
-                    progress(f"{header.path.name}: {record.record_number:,} rows read "
-                             f"({stream.bytes_read * 100 // max(size, 1)}%)")
+                    progress(f"{plan.path.name}: {plan.position.records:,} rows read "
+                             f"({(plan.start + stream.bytes_read) * 100 // max(plan.end, 1)}%)")
                     next_report = time.monotonic() + 5
-    return stream
+        if plan.end > 0:
+            handle.seek(plan.end - 1)
+            clean_end = clean_end and handle.read(1) == b"\n"
+    return stream, clean_end
 
 
 def count_outcomes(
     conn: psycopg.Connection, load: LoadResult, earlier_loads: list[int], cutoff: datetime | None
-) -> None:
-    """Fill in what will become of the load's rows, from the staging view (same rules as dbt)."""
-    stored = _STORED_FILTER if _relation_exists(conn, "telemetry", "llm_calls") else ""
+) -> datetime | None:
+    """Fill in what will become of the load's rows, from the staging view (same rules as dbt).
+
+    Returns the oldest call timestamp of the load (for retention).
+    """
+    stored = _STORED_FILTER if _relation_exists(conn, "telemetry.llm_calls") else ""
     row = conn.execute(
         _OUTCOMES_SQL.replace("{stored_filter}", stored),
         {"load_id": load.load_id, "cutoff": cutoff or "-infinity", "earlier_loads": earlier_loads},
     ).fetchone()
-    load.rows_read, load.rejected, load.expired, load.inserted = row
+    load.rows_read, load.rejected, load.expired, load.inserted, oldest = row
     load.duplicates = load.rows_read - load.rejected - load.expired - load.inserted
     load.rejects = [
         RejectReason(reason, count, list(lines))
         for reason, count, lines in conn.execute(_REJECTS_SQL, {"load_id": load.load_id})
     ]
+    return oldest
 
 
 def _load_one(
-    conn: psycopg.Connection, header: Header, earlier: list[int], cutoff: datetime | None, progress: Progress
+    conn: psycopg.Connection, header: Header, plan: ReadPlan, earlier: list[int], cutoff: datetime | None,
+    progress: Progress,
 ) -> LoadResult:
     source = str(header.path.resolve())
     load_id = conn.execute(
-        "insert into telemetry_raw.load_audit (source_file, sha256, bytes, started_at, status) "
-        "values (%s, '', 0, clock_timestamp(), 'loaded') returning load_id",
-        [source],
+        "insert into telemetry_raw.load_audit (source_file, sha256, bytes, byte_offset, line_offset, started_at, "
+        "status) values (%s, '', 0, %s, %s, clock_timestamp(), 'loaded') returning load_id",
+        [source, plan.start, plan.position.lines],
     ).fetchone()[0]
-    stream = copy_file(conn, header, load_id, progress)
-    load = LoadResult(source_file=source, load_id=load_id)
-    count_outcomes(conn, load, earlier, cutoff)
+    stream, clean_end = copy_records(conn, header, plan, load_id, progress)
+    load = LoadResult(source_file=source, load_id=load_id, read=plan.reason)
+    oldest = count_outcomes(conn, load, earlier, cutoff)
     conn.execute(
         """
         update telemetry_raw.load_audit
-        set sha256 = %s, bytes = %s, rows_read = %s, inserted = %s, duplicates = %s, rejected = %s, expired = %s
+        set sha256 = %s, bytes = %s, rows_read = %s, inserted = %s, duplicates = %s, rejected = %s,
+            expired = %s, oldest_call = %s
         where load_id = %s
         """,
         [stream.sha256.hexdigest(), stream.bytes_read, load.rows_read, load.inserted, load.duplicates,
-         load.rejected, load.expired, load_id],
+         load.rejected, load.expired, oldest, load_id],
     )
+    save_checkpoint(conn, plan, plan.position, clean_end)
     return load
 
 
@@ -313,32 +314,49 @@ def ingest_csv(
 
     with connect(url, autocommit=True) as conn:
         acquire_lock(conn, progress)
-        loads: list[LoadResult] = []
         if dry_run:
             # Everything, even creating missing tables, happens in a transaction that is rolled back.
             with conn.transaction(force_rollback=True):
                 ensure_landing_tables(conn)
                 ensure_staging_view(conn, url)
-                for header in headers:
-                    loads.append(_load_one(conn, header, [ld.load_id for ld in loads], cutoff, progress))
-            return IngestSummary(loads, dry_run=True, elapsed_seconds=time.monotonic() - started)
+                loads = _load_files(conn, headers, cutoff, progress)
+                pruned = prune_expired(conn, cutoff, dry_run=True)
+            return IngestSummary(loads, True, time.monotonic() - started, pruned)
 
         ensure_landing_tables(conn)
         recover_interrupted_loads(conn, url, progress)
         ensure_staging_view(conn, url)
-        for header in headers:
-            progress(f"loading {header.path}")
-            with conn.transaction():
-                loads.append(_load_one(conn, header, [ld.load_id for ld in loads], cutoff, progress))
-        progress("running dbt: llm_calls and the marts")
-        run_models(url, cutoff, progress)
-        _check_inserted(conn, loads)
-        conn.execute(
-            "update telemetry_raw.load_audit set status = 'done', finished_at = clock_timestamp() "
-            "where load_id = any(%s)",
-            [[ld.load_id for ld in loads]],
-        )
-    return IngestSummary(loads, dry_run=False, elapsed_seconds=time.monotonic() - started)
+        loads = _load_files(conn, headers, cutoff, progress)
+        with conn.transaction():
+            pruned = prune_expired(conn, cutoff)
+        new_loads = [ld.load_id for ld in loads if ld.load_id is not None]
+        if new_loads or pruned.anything:
+            progress("running dbt: llm_calls and the marts")
+            run_models(url, cutoff, progress)
+            _check_inserted(conn, [ld for ld in loads if ld.load_id is not None])
+            conn.execute(
+                "update telemetry_raw.load_audit set status = 'done', finished_at = clock_timestamp() "
+                "where load_id = any(%s)",
+                [new_loads],
+            )
+    return IngestSummary(loads, False, time.monotonic() - started, pruned)
+
+
+def _load_files(
+    conn: psycopg.Connection, headers: list[Header], cutoff: datetime | None, progress: Progress
+) -> list[LoadResult]:
+    loads: list[LoadResult] = []
+    for header in headers:
+        plan = plan_read(conn, header)
+        if plan.unchanged:
+            progress(f"{header.path}: unchanged since the last load, nothing to read")
+            loads.append(LoadResult(source_file=str(header.path.resolve()), load_id=None, read="unchanged"))
+            continue
+        progress(f"loading {header.path} ({plan.reason}, from byte {plan.start:,})")
+        earlier = [ld.load_id for ld in loads if ld.load_id is not None]
+        with conn.transaction():
+            loads.append(_load_one(conn, header, plan, earlier, cutoff, progress))
+    return loads
 
 
 def run_models(url: str, cutoff: datetime | None, progress: Progress, *, full_refresh: bool = False) -> None:
@@ -378,4 +396,3 @@ def _check_inserted(conn: psycopg.Connection, loads: list[LoadResult]) -> None:
                 f"load {load.load_id}: predicted {load.inserted} new calls but llm_calls holds "
                 f"{actual.get(load.load_id, 0)}"
             )
-

@@ -142,9 +142,12 @@ def test_rerun_inserts_nothing_and_leaves_llm_calls_unchanged(telemetry):
     path = telemetry.write("usage.csv", csv_text(ROW_A, ROW_B, ROW_C))
     first = telemetry.ingest(path)
     before = telemetry.calls()
-    second = telemetry.ingest(path)
+    second = telemetry.ingest(path)  # unchanged: nothing is even read
+    copy = telemetry.write("copy-of-usage.csv", path.read_bytes())
+    third = telemetry.ingest(copy)  # the same rows from another file: all duplicates
     assert (first.total("inserted"), first.total("duplicates")) == (3, 0)
-    assert (second.total("inserted"), second.total("duplicates")) == (0, 3)
+    assert (second.loads[0].read, second.total("rows_read"), second.total("inserted")) == ("unchanged", 0, 0)
+    assert (third.total("inserted"), third.total("duplicates")) == (0, 3)
     assert telemetry.calls() == before
 
 
@@ -348,7 +351,9 @@ def test_embedded_database_is_the_default(tmp_path: Path):
         url = run("db", "url").stdout.strip()
         assert url.startswith("postgresql://") and str(tmp_path / "pgdata") in url
         assert run("db", "stop").returncode == 0
+        csv.write_text(csv_text(ROW_C, ROW_B, ROW_A))  # rewritten: read in full, two rows already stored
         again = run("ingest", "csv", str(csv), "--json")  # starts the server again, data kept
-        assert json.loads(again.stdout)["duplicates"] == 2
+        assert {k: json.loads(again.stdout)[k] for k in ("inserted", "duplicates")} == {"inserted": 1,
+                                                                                       "duplicates": 2}
     finally:
         run("db", "stop")

