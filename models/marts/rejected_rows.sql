@@ -1,4 +1,4 @@
-{{ config(materialized='view') }}
+{{ config(materialized='view', grants={'select': []}) }}
 
 -- Rows the loader read but could not type: where they came from, what they held, and why.
 select
