@@ -59,6 +59,7 @@ MAIN_SEED, MAIN_END, MAIN_DAYS = 1, date(2026, 10, 31), 180
 APPEND_SEED, APPEND_END, APPEND_DAYS = 2, date(2026, 11, 10), 10  # starts 2026-11-01, after every main row
 
 DATABASE = "bench"
+SLOW_STATEMENT_MS = 1000  # the timeline run logs every statement that takes longer (server log)
 
 TARGETS = {
     "append_ratio": 1.5,  # append to N rows <= 1.5 x the same rows on an empty database
@@ -94,6 +95,7 @@ class Proc:
     stdout: str
     stderr: str
     maxrss_kib: int
+    cpu_seconds: float  # user + system time of the process (and the descendants it waited for)
 
     def describe(self) -> str:
         tail = "\n".join(self.stderr.strip().splitlines()[-25:])
@@ -127,7 +129,7 @@ def run_process(command: list[str], env: dict[str, str], timeout: float) -> Proc
         out.seek(0)
         err.seek(0)
         result = Proc(command, seconds, proc.returncode, out.read().decode("utf-8", "replace"),
-                      err.read().decode("utf-8", "replace"), usage.ru_maxrss)
+                      err.read().decode("utf-8", "replace"), usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
     if killed.is_set():
         raise BenchError(f"timed out after {timeout:.0f} s and was killed\n{result.describe()}")
     return result
@@ -265,7 +267,8 @@ class Bench:
         self.server = None
         self.admin_url = ""
         self.url = ""
-        self.timeout = max(900.0, args.rows / 1000)  # seconds per command; 1M rows: 1000 s
+        self.timeout = args.timeout
+        self.load_before = self.load_after = ""
 
     # -- server and databases --
 
@@ -315,7 +318,7 @@ class Bench:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMETRY_", "PG"))}
-        env.update(TELEMETRY_DATABASE_URL=self.url, TELEMETRY_RETENTION_MONTHS="0", PYTHONUNBUFFERED="1")
+        env.update(TELEMETRY_DATABASE_URL=self.url, TELEMETRY_RETENTION_MONTHS="0")
         return env
 
     # -- commands --
@@ -373,6 +376,7 @@ class Bench:
                f"full ingest: expected rows_read {n:,} and inserted {main.distinct:,} "
                f"(N minus {n - main.distinct} duplicates), got {data}")
         s.add("full", proc.seconds)
+        s.add("full_cpu", proc.cpu_seconds)
         s.add_rss("rss_n", proc.maxrss_kib)
         log(f"{tag} full ingest: {proc.seconds:.2f} s, peak RSS {proc.maxrss_kib / 1024:.0f} MiB")
 
@@ -445,12 +449,59 @@ class Bench:
         self.fresh_database()
         self.ingest(small.path, "warm-up ingest")
 
-    def timeline(self, main: DataFile) -> tuple[float, list[tuple[float, str]]]:
-        """One more full ingest with progress on stderr: where the time goes (not part of the medians)."""
-        log("timeline: one more full ingest, with progress messages")
+    def timeline(self, main: DataFile) -> Timeline:
+        """One more full ingest with progress on stderr, the server logging every statement slower than
+        SLOW_STATEMENT_MS (through PGOPTIONS, for the CLI's connections only): where the time goes."""
+        log("timeline: one more full ingest, with progress messages and slow statements logged")
         self.fresh_database()
-        return run_timeline([str(self.args.telemetry), "ingest", "csv", str(main.path), "--json"], self.env,
-                            self.timeout)
+        log_file = Path(self.server.pgdata) / "log"
+        offset = log_file.stat().st_size if log_file.exists() else 0
+        env = self.env | {"PGOPTIONS": f"-c log_min_duration_statement={SLOW_STATEMENT_MS}"}
+        seconds, lines = run_timeline([str(self.args.telemetry), "ingest", "csv", str(main.path), "--json"], env,
+                                      self.timeout)
+        return Timeline(seconds, lines, slow_statements(log_file, offset))
+
+
+@dataclass
+class Timeline:
+    seconds: float
+    lines: list[tuple[float, str]]
+    slow: list[tuple[str, float, str]]  # (log time, seconds, what)
+
+
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d (\d\d:\d\d:\d\d)\.\d+) \S+ \[\d+\] ([A-Z]+):  (.*)$")
+_DURATION = re.compile(r"duration: ([\d.]+) ms  (?:statement|execute [^:]*|parse [^:]*|bind [^:]*): ?(.*)$")
+
+
+def slow_statements(path: Path, offset: int) -> list[tuple[str, float, str]]:
+    """The statements the server logged with their duration (log_min_duration_statement), oldest first."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return [("", 0.0, f"(could not read the server log {path}: {exc})")]
+    entries: list[tuple[str, float, list[str]]] = []
+    current: list[str] | None = None
+    for line in text.splitlines():
+        match = _LOG_LINE.match(line)
+        if match:
+            current = None
+            duration = _DURATION.match(match.group(4)) if match.group(3) == "LOG" else None
+            if duration:
+                current = [duration.group(2)]
+                entries.append((match.group(2), float(duration.group(1)) / 1000, current))
+        elif current is not None and line.startswith("\t"):
+            current.append(line[1:])
+    return [(at, seconds, describe_sql("\n".join(body))) for at, seconds, body in entries]
+
+
+def describe_sql(statement: str) -> str:
+    node = re.search(r'"node_id": "[a-z_]+\.[^.]+\.([^"]+)"', statement)
+    words = " ".join(re.sub(r"/\*.*?\*/", " ", statement, flags=re.S).split())
+    words = words if len(words) <= 110 else words[:107] + "..."
+    who = f"dbt {node.group(1)}" if node else "dbt" if '"app": "dbt"' in statement else "loader"
+    return f"{who}: `{words.replace('`', chr(39)).replace('|', '¦')}`"
 
 
 # --- report -------------------------------------------------------------------------------------------------
@@ -508,7 +559,7 @@ def machine_info(bench: Bench) -> dict[str, str]:
 
 
 def render(bench: Bench, main: DataFile, extra: DataFile, small: DataFile, sample: DataFile,
-           info: dict[str, str], command: str, timeline: tuple[float, list[tuple[float, str]]] | None) -> str:
+           info: dict[str, str], command: str, timeline: Timeline | None) -> str:
     s = bench.samples
     n, m = main.rows, extra.rows
     med = {name: _median(values) for name, values in s.seconds.items()}
@@ -572,7 +623,9 @@ def render(bench: Bench, main: DataFile, extra: DataFile, small: DataFile, sampl
         f"{APPEND_END}, all later than the N rows)",
         f"- repetitions: {bench.args.repeat} (medians; every sample listed), wall-clock seconds of the whole "
         "command, Python start-up included",
-        f"- machine: nproc {info['nproc']}, {info['memory']} memory, {info['cpu']}, {info['os']}",
+        f"- machine: nproc {info['nproc']}, {info['memory']} memory, {info['cpu']}, {info['os']}; "
+        f"load average {bench.load_before} before the run, {bench.load_after} after (other work on the machine "
+        "adds noise)",
         f"- Python {info['python']}; PostgreSQL {info['postgres']}",
         f"- loader: git {info['commit']}",
         f"- targets met: {passed} of {len(verdicts)}",
@@ -593,6 +646,9 @@ def render(bench: Bench, main: DataFile, extra: DataFile, small: DataFile, sampl
         f"Append: {'; '.join(sorted(s.notes.get('append', []))) or '-'}.",
         "- Peak RSS: `ru_maxrss` of the CLI process from `os.wait4` (the loader with dbt inside it, not the "
         "PostgreSQL server). MiB = 2^20 bytes.",
+        f"- The loader process itself (Python, dbt included) used {med['full_cpu']:.1f} s of CPU in the full "
+        f"ingest (median; {med['full_cpu'] / med['full']:.0%} of its wall-clock time); the rest is PostgreSQL "
+        "working on its statements (or waiting).",
         f"- Full ingest throughput: {n / med['full']:,.0f} rows/s, {main.size / 1e6 / med['full']:.1f} MB/s "
         f"(floor: {n / floor:,.0f} rows/s). Full ingest of {small.rows:,} rows: {_fmt_s(med['small'])} "
         f"(samples {_samples(s.seconds['small'])}), i.e. fixed costs (start-up, dbt) dominate small loads.",
@@ -603,18 +659,32 @@ def render(bench: Bench, main: DataFile, extra: DataFile, small: DataFile, sampl
            f"(x{n / sample.rows:g})." if scaled else ""),
     ]
     if timeline is not None:
-        total, lines = timeline
         out += [
             "",
-            f"## Where the time goes: one more full ingest of N rows with progress on ({total:.1f} s)",
+            f"## Where the time goes: one more full ingest of N rows ({timeline.seconds:.1f} s)",
             "",
-            "Not part of the medians; seconds since the command started, as each progress line arrived on stderr.",
+            "Not part of the medians. Progress messages (without `-q`), in seconds since the command started, "
+            "as each line arrived on stderr:",
             "",
             "```",
-            *(f"{t:8.2f}  {text}" for t, text in lines),
-            f"{total:8.2f}  (exit)",
+            *(f"{t:8.2f}  {text}" for t, text in timeline.lines),
+            f"{timeline.seconds:8.2f}  (exit)",
             "```",
+            "",
         ]
+        if timeline.slow:
+            total = sum(seconds for _, seconds, _ in timeline.slow)
+            out += [
+                f"Statements of that run that took over {SLOW_STATEMENT_MS / 1000:g} s on the server "
+                f"(`log_min_duration_statement`): {len(timeline.slow)}, {total:.1f} s in all "
+                f"({total / timeline.seconds:.0%} of the wall-clock time).",
+                "",
+                "| ended (server time) | seconds | statement |",
+                "|---|---:|---|",
+                *(f"| {at} | {seconds:.1f} | {what} |" for at, seconds, what in timeline.slow),
+            ]
+        else:
+            out.append(f"No statement of that run took over {SLOW_STATEMENT_MS / 1000:g} s on the server.")
     return "\n".join(out) + "\n"
 
 
@@ -628,6 +698,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=f"smoke run: N = {QUICK_ROWS:,} rows")
     parser.add_argument("--naive-cap", type=int, default=NAIVE_CAP,
                         help=f"rows the naive loader runs on when N is larger; scaled to N (default {NAIVE_CAP:,})")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds one command may take before it is killed (default: 1800, or 0.01 s per row)")
     parser.add_argument("--no-timeline", action="store_true", help="skip the extra ingest with progress messages")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown report (default BENCHMARKS.md)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (data files) afterwards")
@@ -639,6 +711,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--rows must be at least 100 (1% of it is appended)")
     if args.repeat < 3:
         parser.error("--repeat must be at least 3 (medians)")
+    args.timeout = args.timeout or max(1800.0, args.rows * 0.01)
     if args.naive_cap < 1000:
         parser.error("--naive-cap must be at least 1000")
     args.telemetry = ROOT / ".venv" / "bin" / "telemetry"
@@ -684,15 +757,20 @@ def main(argv: list[str] | None = None) -> int:
             naive=True)
         log(f"main file {main_file.size / 1e6:.1f} MB, {n - main_file.distinct:,} duplicate keys")
 
+        bench.load_before = _load_average()
         bench.start_server()
         bench.warm_up(small)
         for number in range(1, args.repeat + 1):
             bench.repetition(number, main_file, extra, small, sample)
         timeline = None if args.no_timeline else bench.timeline(main_file)
+        bench.load_after = _load_average()
         info = machine_info(bench)
         report = render(bench, main_file, extra, small, sample, info, command_line(argv), timeline)
     except BenchError as exc:
         log(f"error: {exc}")
+        if bench.samples.seconds:
+            log("samples so far (seconds): " + json.dumps(
+                {k: [round(v, 3) for v in vs] for k, vs in bench.samples.seconds.items()}))
         log("benchmark aborted; BENCHMARKS.md was not written")
         return 1
     except KeyboardInterrupt:
@@ -709,6 +787,13 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     log(f"wrote {args.output} in {(time.monotonic() - started) / 60:.1f} min")
     return 0
+
+
+def _load_average() -> str:
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1/5/15 min)"
+    except OSError:
+        return "unknown"
 
 
 def _forget_dbt_target(url: str) -> None:

@@ -86,7 +86,7 @@ def _decode(raw: bytes, path: Path, what: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise TelemetryError(
-            f"{path}: line 1: the {what} is not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8"
+            f"{path}: the {what} is not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8"
         ) from None
 
 
@@ -100,15 +100,22 @@ def read_header(path: Path) -> Header:
         raise TelemetryError(f"{path}: is a directory with no .csv files; pass a CSV file or a directory of them")
     try:
         with path.open("rb") as handle:
-            first = handle.readline()
-            # A header name may legally hold a quoted newline: keep reading until the quotes balance.
-            lines = 1
-            while first.count(b'"') % 2 == 1:
-                more = handle.readline()
-                if not more:
-                    break
-                first += more
-                lines += 1
+            skipped = b""  # blank lines before the header are not data
+            line = handle.readline()
+            while line and not line.strip(b"\r\n\t \xef\xbb\xbf"):
+                skipped += line
+                line = handle.readline()
+            first = line
+            cr = first.find(b"\r")
+            if cr != -1 and first[cr + 1 : cr + 2] != b"\n":  # old Mac line endings: lines end at a bare CR
+                first = first[: cr + 1]
+            else:
+                # A header name may legally hold a quoted newline: keep reading until the quotes balance.
+                while first.count(b'"') % 2 == 1:
+                    more = handle.readline()
+                    if not more:
+                        break
+                    first += more
     except OSError as exc:
         raise TelemetryError(f"{path}: cannot read the file: {exc.strerror}") from None
     if not first.strip(b"\r\n\t \xef\xbb\xbf"):
@@ -116,13 +123,16 @@ def read_header(path: Path) -> Header:
             f"{path}: the file is empty; expected a header line such as "
             "timestamp,model,prompt_tokens,completion_tokens,task_success,task_type,duration_ms,notes"
         )
+    line_no = skipped.count(b"\n") + 1
+    where = f"{path}: line {line_no}"
     if b"\x00" in first:
-        raise TelemetryError(f"{path}: line 1: the header holds NUL bytes; this is not a text CSV file")
-    text = _decode(first, path, "header")
+        raise TelemetryError(f"{where}: the header holds NUL bytes; this is not a text CSV file")
+    text = _decode(first, path, "header").lstrip("\ufeff")
     try:
-        names = next(csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), strict=True))
+        names = next(csv.reader(io.StringIO(text, newline=""), strict=True))
     except (csv.Error, StopIteration) as exc:
-        raise TelemetryError(f"{path}: line 1: cannot read the header as CSV: {exc}") from None
+        raise TelemetryError(f"{where}: cannot read the header as CSV: {exc}") from None
+    lines = line_no - 1 + max(1, len(io.StringIO(text, newline="").readlines()))
 
     targets: list[str | None] = []
     seen: dict[str, int] = {}
@@ -132,7 +142,7 @@ def read_header(path: Path) -> Header:
         if target is not None:
             if target in seen:
                 raise TelemetryError(
-                    f"{path}: line 1: columns {seen[target]} and {position} both give {target!r}; "
+                    f"{where}: columns {seen[target]} and {position} both give {target!r}; "
                     "rename or remove one of them"
                 )
             seen[target] = position
@@ -143,14 +153,14 @@ def read_header(path: Path) -> Header:
         found = ", ".join(repr(n.strip()) for n in names) or "none"
         if sum(bool(_LOOKS_LIKE_DATA.match(n)) for n in names) >= 2 and not seen:
             raise TelemetryError(
-                f"{path}: line 1 looks like data, not a header (found {found}); add the header line "
+                f"{where} looks like data, not a header (found {found}); add the header line "
                 "timestamp,model,prompt_tokens,completion_tokens,task_success,task_type,duration_ms,notes"
             )
         raise TelemetryError(
             f"{path}: missing required column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(missing)}; found columns {found}; the header needs at least timestamp and model"
         )
-    return Header(path=path, names=tuple(names), targets=tuple(targets), size=len(first), lines=lines)
+    return Header(path=path, names=tuple(names), targets=tuple(targets), size=len(skipped) + len(first), lines=lines)
 
 
 @dataclass

@@ -75,6 +75,7 @@ def invoke(
         "--target-path", target_path(url),
         "--log-path", str(PROJECT_DIR / "logs"),
         "--quiet",
+        "--log-level", "none",  # dbt's messages reach the user through DbtError; logs/dbt.log keeps them all
         "--no-use-colors",
         "--no-send-anonymous-usage-stats",
         "--no-version-check",
@@ -109,7 +110,7 @@ def _failure_text(result) -> str:
 
 def compiled_sql(url: str, model: str) -> str:
     """The SQL dbt would run for one model, compiled against this database."""
-    result = invoke(url, ["compile", "--select", model, "--log-level", "none"])
+    result = invoke(url, ["compile", "--select", model])
     for node_result in result.result.results:
         if node_result.node.name == model:
             return node_result.node.compiled_code

@@ -58,8 +58,7 @@ select
             where e."timestamp" = v."timestamp" and e.session_id = v.session_id
                 and e.prompt_name = v.prompt_name)
         {stored_filter}
-    ) as inserted,
-    (select min("timestamp") from batch) as oldest_call
+    ) as inserted
 """
 
 _STORED_FILTER = """
@@ -144,7 +143,7 @@ class IngestSummary:
 def resolve_paths(path: Path) -> list[Path]:
     """A file, a directory (its *.csv files) or a glob pattern; several files are read oldest first."""
     text = str(path)
-    if any(ch in text for ch in "*?["):
+    if any(ch in text for ch in "*?[") and not path.exists():
         found = [Path(p) for p in glob.glob(text)]
         if not found:
             raise TelemetryError(f"{text}: no file matches this pattern")
@@ -251,23 +250,19 @@ def copy_records(
 
 def count_outcomes(
     conn: psycopg.Connection, load: LoadResult, earlier_loads: list[int], cutoff: datetime | None
-) -> datetime | None:
-    """Fill in what will become of the load's rows, from the staging view (same rules as dbt).
-
-    Returns the oldest call timestamp of the load (for retention).
-    """
+) -> None:
+    """Fill in what will become of the load's rows, from the staging view (same rules as dbt)."""
     stored = _STORED_FILTER if _relation_exists(conn, "telemetry.llm_calls") else ""
     row = conn.execute(
         _OUTCOMES_SQL.replace("{stored_filter}", stored),
         {"load_id": load.load_id, "cutoff": cutoff or "-infinity", "earlier_loads": earlier_loads},
     ).fetchone()
-    load.rows_read, load.rejected, load.expired, load.inserted, oldest = row
+    load.rows_read, load.rejected, load.expired, load.inserted = row
     load.duplicates = load.rows_read - load.rejected - load.expired - load.inserted
     load.rejects = [
         RejectReason(reason, count, list(lines))
         for reason, count, lines in conn.execute(_REJECTS_SQL, {"load_id": load.load_id})
     ]
-    return oldest
 
 
 def _load_one(
@@ -282,16 +277,17 @@ def _load_one(
     ).fetchone()[0]
     stream, clean_end = copy_records(conn, header, plan, load_id, progress)
     load = LoadResult(source_file=source, load_id=load_id, read=plan.reason)
-    oldest = count_outcomes(conn, load, earlier, cutoff)
+    count_outcomes(conn, load, earlier, cutoff)
     conn.execute(
         """
         update telemetry_raw.load_audit
         set sha256 = %s, bytes = %s, rows_read = %s, inserted = %s, duplicates = %s, rejected = %s,
-            expired = %s, oldest_call = %s
+            expired = %s,
+            oldest_call = (select min("timestamp") from telemetry.stg_telemetry__usage_rows where load_id = %s)
         where load_id = %s
         """,
         [stream.sha256.hexdigest(), stream.bytes_read, load.rows_read, load.inserted, load.duplicates,
-         load.rejected, load.expired, oldest, load_id],
+         load.rejected, load.expired, load_id, load_id],
     )
     save_checkpoint(conn, plan, plan.position, clean_end)
     return load

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 
 import psycopg
 from psycopg import sql
 
 from loader import dbt
+from loader.config import PROJECT_DIR
 from loader.errors import TelemetryError
 
 STAGING_MODEL = "stg_telemetry__usage_rows"
@@ -37,15 +39,37 @@ def ensure_reader_role(conn: psycopg.Connection) -> None:
         ) from None
 
 
-def ensure_staging_view(conn: psycopg.Connection, url: str) -> None:
-    """Create dbt's staging view from its compiled SQL when dbt has not built it yet.
+def staging_rules_digest() -> str:
+    """A digest of everything the staging view is compiled from (its model and the macros)."""
+    digest = hashlib.sha256()
+    for path in sorted([*(PROJECT_DIR / "models" / "staging").glob("*.sql"), *(PROJECT_DIR / "macros").rglob("*.sql")]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
-    The loader counts rejects and duplicates through this view, so its rules are dbt's rules; on a new
-    database the view must exist before the first dbt run. dbt replaces it with its own on that run.
+
+def ensure_staging_view(conn: psycopg.Connection, url: str) -> None:
+    """Make sure the staging view exists and follows the current rules.
+
+    The loader counts rejects and duplicates through this view, so its rules must be dbt's rules: on a new
+    database, or after the rules changed, it is (re)built from dbt's compiled SQL before any count. dbt's own
+    runs replace it with the same definition.
     """
+    digest = staging_rules_digest()
     exists = conn.execute("select to_regclass(%s) is not null", [f"telemetry.{STAGING_MODEL}"]).fetchone()[0]
-    if not exists:
-        compiled = dbt.compiled_sql(url, STAGING_MODEL)
-        # The body is SQL compiled from our own dbt project, not user input.
-        conn.execute(sql.SQL("create view {}.{} as ").format(sql.Identifier("telemetry"), sql.Identifier(
-            STAGING_MODEL)) + sql.SQL(compiled))  # type: ignore[operator]
+    built_from = conn.execute("select value from telemetry_raw.loader_state where key = 'staging_rules'").fetchone()
+    if exists and built_from and built_from[0] == digest:
+        return
+    # The body is SQL compiled from our own dbt project, not user input.
+    body = sql.SQL(dbt.compiled_sql(url, STAGING_MODEL))  # type: ignore[arg-type]
+    view = sql.Identifier("telemetry", STAGING_MODEL)
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("create or replace view {} as ").format(view) + body)
+    except psycopg.errors.InvalidTableDefinition:  # columns changed: views built on it are rebuilt by dbt
+        conn.execute(sql.SQL("drop view {} cascade").format(view))
+        conn.execute(sql.SQL("create view {} as ").format(view) + body)
+    conn.execute(
+        "insert into telemetry_raw.loader_state (key, value) values ('staging_rules', %s) "
+        "on conflict (key) do update set value = excluded.value",
+        [digest],
+    )

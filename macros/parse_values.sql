@@ -2,33 +2,32 @@
     with a reason instead of failing the whole run. -#}
 
 {% macro iso_timestamp_pattern() -%}
-    '^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,]\d{1,9})?)?(Z|[+-](\d{2})(?::?(\d{2}))?)?$'
+    {#- Year 0001-9999, real months, days 01-31, hours 00-23, minutes and seconds 00-59, up to 9 fractional
+        digits, and Z or an offset up to 15:59. The day is checked against the month in parse_timestamp(). -#}
+    '^(000[1-9]|00[1-9]\d|0[1-9]\d\d|[1-9]\d{3})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d([.,]\d{1,9})?)?(Z|[+-](0\d|1[0-5])(:?[0-5]\d)?)?$'
 {%- endmacro %}
 
 {% macro parse_timestamp(text) -%}
     {#- ISO 8601 with Z or an offset, with or without fractional seconds; 'YYYY-MM-DD HH:MM:SS' without a
-        zone is UTC; 9-10 digit epoch seconds are accepted too. Calendar ranges are checked before casting. -#}
+        zone is UTC; 9-10 digit epoch seconds are accepted too. Only text that names a real instant is cast
+        (nested CASEs fix the order), so a bad value gives NULL, never an error. Cheap on purpose: it runs
+        for every row loaded. -#}
     (case
         when {{ text }} ~ '^\d{9,10}(\.\d{1,6})?$' then to_timestamp({{ text }}::numeric)
-        when {{ text }} ~ {{ iso_timestamp_pattern() }} then (
-            select case
-                when p[1]::int >= 1
-                    and p[2]::int between 1 and 12
-                    and p[3]::int between 1 and (case
-                        when p[2]::int = 2 then
-                            case when p[1]::int % 4 = 0 and (p[1]::int % 100 <> 0 or p[1]::int % 400 = 0)
-                                then 29 else 28 end
-                        when p[2]::int in (4, 6, 9, 11) then 30
-                        else 31 end)
-                    and p[4]::int <= 23 and p[5]::int <= 59 and coalesce(p[6]::int, 0) <= 59
-                    and coalesce(p[8]::int, 0) <= 15 and coalesce(p[9]::int, 0) <= 59
-                then case
-                    when p[7] is null then replace({{ text }}, ',', '.')::timestamp at time zone 'UTC'
-                    else replace({{ text }}, ',', '.')::timestamptz
+        when {{ text }} ~ {{ iso_timestamp_pattern() }} then
+            case when substr({{ text }}, 9, 2)::int <= (case substr({{ text }}, 6, 2)
+                    when '02' then
+                        case when substr({{ text }}, 1, 4)::int % 4 = 0
+                                and (substr({{ text }}, 1, 4)::int % 100 <> 0 or substr({{ text }}, 1, 4)::int % 400 = 0)
+                            then 29 else 28 end
+                    when '04' then 30 when '06' then 30 when '09' then 30 when '11' then 30
+                    else 31 end)
+            then
+                case when right({{ text }}, 1) = 'Z' or {{ text }} ~ '[+-]\d\d(:?\d\d)?$'
+                    then replace({{ text }}, ',', '.')::timestamptz
+                    else replace({{ text }}, ',', '.')::timestamp at time zone 'UTC'
                 end
             end
-            from (select regexp_match({{ text }}, {{ iso_timestamp_pattern() }}) as p) as parts
-        )
     end)
 {%- endmacro %}
 

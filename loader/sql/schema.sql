@@ -58,3 +58,9 @@ create table if not exists telemetry_raw.file_checkpoints (
     updated_at        timestamptz not null
 );
 
+
+-- Small facts the loader keeps about itself, e.g. which version of the staging rules the view was built from.
+create table if not exists telemetry_raw.loader_state (
+    key    text primary key,
+    value  text not null
+);

@@ -5,7 +5,7 @@
         unique_key=['timestamp', 'session_id', 'prompt_name'],
         on_schema_change='append_new_columns',
         indexes=[
-            {'columns': ['timestamp', 'session_id', 'prompt_name'], 'unique': true},
+            {'columns': ['"timestamp"', 'md5(session_id)', 'md5(prompt_name)'], 'unique': true},
             {'columns': ['load_id']},
         ],
         post_hook=[
@@ -13,6 +13,9 @@
         ],
     )
 }}
+
+{#- The unique index hashes the text parts of the key: a CSV may hold values longer than a btree index row
+    allows (2.7 kB). -#}
 
 {#- New calls only: valid rows of the loads not yet modelled, deduplicated inside the batch (first read wins),
     minus keys already stored. Key columns are never NULL (see stg_telemetry__usage_rows). -#}

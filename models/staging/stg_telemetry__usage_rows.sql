@@ -43,17 +43,22 @@ cleaned as (
 typed as (
 
     select
-        *,
-        {{ parse_timestamp('timestamp_text') }} as "timestamp",
-        {{ parse_count('prompt_tokens_text') }} as input_tokens,
-        {{ parse_count('completion_tokens_text') }} as output_tokens,
-        {{ parse_count('duration_ms_text') }} as duration_ms,
-        {{ parse_count('cache_read_tokens_text') }} as cache_read_tokens,
-        {{ parse_count('cache_write_tokens_text') }} as cache_write_tokens,
-        {{ parse_boolean('task_success_text') }} as success,
-        {{ parse_amount('cost_usd_text') }} as cost_usd
+        cleaned.*,
+        parsed.*
 
     from cleaned
+    cross join lateral (
+        select
+            {{ parse_timestamp('cleaned.timestamp_text') }} as "timestamp",
+            {{ parse_count('cleaned.prompt_tokens_text') }} as input_tokens,
+            {{ parse_count('cleaned.completion_tokens_text') }} as output_tokens,
+            {{ parse_count('cleaned.duration_ms_text') }} as duration_ms,
+            {{ parse_count('cleaned.cache_read_tokens_text') }} as cache_read_tokens,
+            {{ parse_count('cleaned.cache_write_tokens_text') }} as cache_write_tokens,
+            {{ parse_boolean('cleaned.task_success_text') }} as success,
+            {{ parse_amount('cleaned.cost_usd_text') }} as cost_usd
+        offset 0  -- a fence: each value is parsed once per row, not once per place that uses it
+    ) as parsed
 
 ),
 
@@ -67,6 +72,7 @@ checked as (
             when "timestamp" is null
                 then 'timestamp is not ISO 8601 (e.g. 2026-02-23T22:19:28Z) or YYYY-MM-DD HH:MM:SS'
             when "timestamp" > now() + interval '1 day' then 'timestamp is more than a day in the future'
+            when "timestamp" < '0001-01-01 00:00:00+00' then 'timestamp is before the year 1 (UTC)'
             when model is null then 'model is empty'
             when prompt_tokens_text is not null and input_tokens is null
                 then 'prompt_tokens is not a non-negative integer'
