@@ -8,11 +8,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from conftest import Telemetry, with_dbname
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
-
-from conftest import Telemetry, with_dbname
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)
 HEADER = ["timestamp", "model", "prompt_tokens", "completion_tokens", "task_success", "task_type", "notes"]
