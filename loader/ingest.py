@@ -24,7 +24,7 @@ from loader.config import Settings
 from loader.csvfile import CSV_COLUMNS, HashingReader, Header, iter_records, read_header
 from loader.database import connect, resolve_url
 from loader.errors import TelemetryError
-from loader.retention import PruneResult, prune_expired, retention_cutoff
+from loader.retention import PruneResult, prune_calls, prune_expired, prune_rows, retention_cutoff
 from loader.schema import ensure_landing_tables, ensure_staging_view
 
 Progress = Callable[[str], None]
@@ -70,10 +70,39 @@ _STORED_FILTER = """
 
 _REJECTS_SQL = """
 select rejection_reason, count(*), (array_agg(line_number order by line_number))[1:5]
-from telemetry.stg_telemetry__usage_rows
+from {relation}
 where load_id = %(load_id)s and rejection_reason is not null
 group by rejection_reason
 order by count(*) desc, rejection_reason
+"""
+
+# After dbt: what became of each load's rows, read from the typed rows and llm_calls; recorded in the audit.
+_MEASURE_SQL = """
+update telemetry_raw.load_audit as a
+set rejected = m.rejected,
+    expired = m.expired,
+    inserted = m.inserted,
+    duplicates = a.rows_read - m.rejected - m.expired - m.inserted,
+    oldest_call = m.oldest_call,
+    status = 'done',
+    finished_at = clock_timestamp()
+from (
+    select l.load_id, t.typed_rows, t.rejected, t.expired, t.oldest_call, c.inserted
+    from unnest(%(loads)s::bigint[]) as l (load_id)
+    cross join lateral (
+        select count(*) as typed_rows,
+            count(*) filter (where rejection_reason is not null) as rejected,
+            count(*) filter (where rejection_reason is null and "timestamp" < %(cutoff)s::timestamptz) as expired,
+            min("timestamp") as oldest_call
+        from telemetry.int_usage_rows_typed as t
+        where t.load_id = l.load_id
+    ) as t
+    cross join lateral (
+        select count(*) as inserted from telemetry.llm_calls as c where c.load_id = l.load_id
+    ) as c
+) as m
+where a.load_id = m.load_id
+returning a.load_id, m.typed_rows, a.rows_read, a.inserted, a.duplicates, a.rejected, a.expired
 """
 
 
@@ -173,7 +202,9 @@ def _relation_exists(conn: psycopg.Connection, name: str) -> bool:
     return conn.execute("select to_regclass(%s) is not null", [name]).fetchone()[0]
 
 
-def recover_interrupted_loads(conn: psycopg.Connection, url: str, progress: Progress) -> None:
+def recover_interrupted_loads(
+    conn: psycopg.Connection, url: str, cutoff: datetime | None, progress: Progress
+) -> None:
     """Undo loads a crash left half-way ('loaded': raw rows in, llm_calls not), finish 'modelled' ones.
 
     Runs under the ingest lock, so no other load is in progress. An undone load's files lose their
@@ -186,8 +217,10 @@ def recover_interrupted_loads(conn: psycopg.Connection, url: str, progress: Prog
         if pending:
             progress(f"undoing {len(pending)} interrupted load(s): {', '.join(map(str, pending))}")
             conn.execute("delete from telemetry_raw.usage_rows where load_id = any(%s)", [pending])
-            if _relation_exists(conn, "telemetry.llm_calls"):
-                conn.execute("delete from telemetry.llm_calls where load_id = any(%s)", [pending])
+            for relation in ("telemetry.int_usage_rows_typed", "telemetry.llm_calls"):
+                if _relation_exists(conn, relation):
+                    conn.execute(sql.SQL("delete from {} where load_id = any(%s)").format(
+                        sql.Identifier(*relation.split("."))), [pending])
             conn.execute(
                 """
                 delete from telemetry_raw.file_checkpoints as c
@@ -201,17 +234,14 @@ def recover_interrupted_loads(conn: psycopg.Connection, url: str, progress: Prog
                 "where load_id = any(%s)",
                 [pending],
             )
-    modelled = [r[0] for r in conn.execute(
-        "select load_id from telemetry_raw.load_audit where status = 'modelled' order by load_id"
+    modelled = [LoadResult(source_file=source, load_id=load_id) for load_id, source in conn.execute(
+        "select load_id, source_file from telemetry_raw.load_audit where status = 'modelled' order by load_id"
     )]
     if modelled:
         progress(f"finishing {len(modelled)} interrupted load(s): rebuilding the marts")
         dbt.invoke(url, ["run", "--select", "llm_calls+", "--exclude", "llm_calls"])
-        conn.execute(
-            "update telemetry_raw.load_audit set status = 'done', finished_at = clock_timestamp() "
-            "where load_id = any(%s)",
-            [modelled],
-        )
+        with conn.transaction():
+            measure_outcomes(conn, modelled, cutoff)
 
 
 def copy_records(
@@ -248,10 +278,10 @@ def copy_records(
     return stream, clean_end
 
 
-def count_outcomes(
+def predict_outcomes(
     conn: psycopg.Connection, load: LoadResult, earlier_loads: list[int], cutoff: datetime | None
 ) -> None:
-    """Fill in what will become of the load's rows, from the staging view (same rules as dbt)."""
+    """For a dry run: what would become of the load's rows, from the staging view (the same rules as dbt)."""
     stored = _STORED_FILTER if _relation_exists(conn, "telemetry.llm_calls") else ""
     row = conn.execute(
         _OUTCOMES_SQL.replace("{stored_filter}", stored),
@@ -261,33 +291,44 @@ def count_outcomes(
     load.duplicates = load.rows_read - load.rejected - load.expired - load.inserted
     load.rejects = [
         RejectReason(reason, count, list(lines))
-        for reason, count, lines in conn.execute(_REJECTS_SQL, {"load_id": load.load_id})
+        for reason, count, lines in conn.execute(
+            _REJECTS_SQL.replace("{relation}", "telemetry.stg_telemetry__usage_rows"), {"load_id": load.load_id})
     ]
 
 
-def _load_one(
-    conn: psycopg.Connection, header: Header, plan: ReadPlan, earlier: list[int], cutoff: datetime | None,
-    progress: Progress,
-) -> LoadResult:
+def measure_outcomes(conn: psycopg.Connection, loads: list[LoadResult], cutoff: datetime | None) -> None:
+    """After dbt: record what became of each load's rows and mark the loads done.
+
+    Every row read must have been typed exactly once: a difference is a bug, never a silent loss.
+    """
+    by_id = {load.load_id: load for load in loads}
+    rows = conn.execute(_MEASURE_SQL, {"loads": list(by_id), "cutoff": cutoff or "-infinity"}).fetchall()
+    for load_id, typed_rows, rows_read, inserted, duplicates, rejected, expired in rows:
+        if typed_rows != rows_read:
+            raise RuntimeError(f"load {load_id}: {rows_read} rows read but {typed_rows} typed")
+        load = by_id[load_id]
+        load.inserted, load.duplicates, load.rejected, load.expired = inserted, duplicates, rejected, expired
+        load.rejects = [
+            RejectReason(reason, count, list(lines))
+            for reason, count, lines in conn.execute(
+                _REJECTS_SQL.replace("{relation}", "telemetry.int_usage_rows_typed"), {"load_id": load_id})
+        ]
+
+
+def _load_one(conn: psycopg.Connection, header: Header, plan: ReadPlan, progress: Progress) -> LoadResult:
     source = str(header.path.resolve())
     load_id = conn.execute(
         "insert into telemetry_raw.load_audit (source_file, sha256, bytes, byte_offset, line_offset, started_at, "
         "status) values (%s, '', 0, %s, %s, clock_timestamp(), 'loaded') returning load_id",
         [source, plan.start, plan.position.lines],
     ).fetchone()[0]
+    first_record = plan.position.records
     stream, clean_end = copy_records(conn, header, plan, load_id, progress)
-    load = LoadResult(source_file=source, load_id=load_id, read=plan.reason)
-    count_outcomes(conn, load, earlier, cutoff)
+    load = LoadResult(source_file=source, load_id=load_id, read=plan.reason,
+                      rows_read=plan.position.records - first_record)
     conn.execute(
-        """
-        update telemetry_raw.load_audit
-        set sha256 = %s, bytes = %s, rows_read = %s, inserted = %s, duplicates = %s, rejected = %s,
-            expired = %s,
-            oldest_call = (select min("timestamp") from telemetry.stg_telemetry__usage_rows where load_id = %s)
-        where load_id = %s
-        """,
-        [stream.sha256.hexdigest(), stream.bytes_read, load.rows_read, load.inserted, load.duplicates,
-         load.rejected, load.expired, load_id, load_id],
+        "update telemetry_raw.load_audit set sha256 = %s, bytes = %s, rows_read = %s where load_id = %s",
+        [stream.sha256.hexdigest(), stream.bytes_read, load.rows_read, load_id],
     )
     save_checkpoint(conn, plan, plan.position, clean_end)
     return load
@@ -315,32 +356,32 @@ def ingest_csv(
             with conn.transaction(force_rollback=True):
                 ensure_landing_tables(conn)
                 ensure_staging_view(conn, url)
-                loads = _load_files(conn, headers, cutoff, progress)
+                loads = _load_files(conn, headers, progress)
+                earlier: list[int] = []
+                for load in loads:
+                    if load.load_id is not None:
+                        predict_outcomes(conn, load, earlier, cutoff)
+                        earlier.append(load.load_id)
                 pruned = prune_expired(conn, cutoff, dry_run=True)
             return IngestSummary(loads, True, time.monotonic() - started, pruned)
 
         ensure_landing_tables(conn)
-        recover_interrupted_loads(conn, url, progress)
-        ensure_staging_view(conn, url)
-        loads = _load_files(conn, headers, cutoff, progress)
-        with conn.transaction():
-            pruned = prune_expired(conn, cutoff)
-        new_loads = [ld.load_id for ld in loads if ld.load_id is not None]
-        if new_loads or pruned.anything:
+        recover_interrupted_loads(conn, url, cutoff, progress)
+        loads = _load_files(conn, headers, progress)
+        with conn.transaction():  # calls that aged out leave before the marts are rebuilt
+            pruned = prune_calls(conn, cutoff)
+        new_loads = [ld for ld in loads if ld.load_id is not None]
+        if new_loads or pruned.calls:
             progress("running dbt: llm_calls and the marts")
             run_models(url, cutoff, progress)
-            _check_inserted(conn, [ld for ld in loads if ld.load_id is not None])
-            conn.execute(
-                "update telemetry_raw.load_audit set status = 'done', finished_at = clock_timestamp() "
-                "where load_id = any(%s)",
-                [new_loads],
-            )
+            with conn.transaction():
+                measure_outcomes(conn, new_loads, cutoff)
+        with conn.transaction():
+            prune_rows(conn, cutoff, pruned)
     return IngestSummary(loads, False, time.monotonic() - started, pruned)
 
 
-def _load_files(
-    conn: psycopg.Connection, headers: list[Header], cutoff: datetime | None, progress: Progress
-) -> list[LoadResult]:
+def _load_files(conn: psycopg.Connection, headers: list[Header], progress: Progress) -> list[LoadResult]:
     loads: list[LoadResult] = []
     for header in headers:
         plan = plan_read(conn, header)
@@ -349,9 +390,8 @@ def _load_files(
             loads.append(LoadResult(source_file=str(header.path.resolve()), load_id=None, read="unchanged"))
             continue
         progress(f"loading {header.path} ({plan.reason}, from byte {plan.start:,})")
-        earlier = [ld.load_id for ld in loads if ld.load_id is not None]
         with conn.transaction():
-            loads.append(_load_one(conn, header, plan, earlier, cutoff, progress))
+            loads.append(_load_one(conn, header, plan, progress))
     return loads
 
 
@@ -376,19 +416,6 @@ def reprice(*, settings: Settings | None = None, progress: Progress = _noop) -> 
     with connect(url, autocommit=True) as conn:
         acquire_lock(conn, progress)
         ensure_landing_tables(conn)
-        recover_interrupted_loads(conn, url, progress)
-        run_models(url, retention_cutoff(settings.retention_months), progress, full_refresh=True)
-
-
-def _check_inserted(conn: psycopg.Connection, loads: list[LoadResult]) -> None:
-    """The counts reported must be the rows dbt wrote; a mismatch is a bug, never a silent miscount."""
-    actual = dict(conn.execute(
-        "select load_id, count(*) from telemetry.llm_calls where load_id = any(%s) group by load_id",
-        [[ld.load_id for ld in loads]],
-    ).fetchall())
-    for load in loads:
-        if actual.get(load.load_id, 0) != load.inserted:
-            raise RuntimeError(
-                f"load {load.load_id}: predicted {load.inserted} new calls but llm_calls holds "
-                f"{actual.get(load.load_id, 0)}"
-            )
+        cutoff = retention_cutoff(settings.retention_months)
+        recover_interrupted_loads(conn, url, cutoff, progress)
+        run_models(url, cutoff, progress, full_refresh=True)

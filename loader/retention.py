@@ -51,45 +51,58 @@ def retention_cutoff(months: int, now: datetime | None = None) -> datetime | Non
             day -= 1
 
 
-# Raw rows to prune: those whose call timestamp is before the cutoff, and rejected rows without a usable
+# Rows to prune: typed rows whose call timestamp is before the cutoff, and rejected rows without a usable
 # timestamp that were loaded before it. Only loads that can hold such rows are scanned.
-_EXPIRED_RAW = """
-    select s.load_id, s.record_number, s.rejection_reason is not null as rejected
-    from telemetry.stg_telemetry__usage_rows as s
-    where s.load_id = any(%(loads)s)
-      and (s."timestamp" < %(cutoff)s or (s."timestamp" is null and s.loaded_at < %(cutoff)s))
+_EXPIRED_ROWS = """
+    select t.load_id, t.record_number, t.rejection_reason is not null as rejected
+    from telemetry.int_usage_rows_typed as t
+    where t.load_id = any(%(loads)s)
+      and (t."timestamp" < %(cutoff)s or (t."timestamp" is null and t.loaded_at < %(cutoff)s))
 """
 
 
-def prune_expired(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run: bool = False) -> PruneResult:
-    """Delete (or, with dry_run, count) what is older than the cutoff. Runs in the caller's transaction."""
+def _exists(conn: psycopg.Connection, relation: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", [relation]).fetchone()[0]
+
+
+def prune_calls(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run: bool = False) -> PruneResult:
+    """Delete (or count) the calls older than the cutoff; the marts must be rebuilt afterwards."""
     result = PruneResult(cutoff=cutoff, dry_run=dry_run)
-    if cutoff is None:
+    if cutoff is None or not _exists(conn, "telemetry.llm_calls"):
         return result
-    if conn.execute("select to_regclass('telemetry.llm_calls') is not null").fetchone()[0]:
-        expired_calls = 'from telemetry.llm_calls where "timestamp" < %s'
-        statement = (f"select count(*) {expired_calls}" if dry_run
-                     else f"with gone as (delete {expired_calls} returning 1) select count(*) from gone")
-        result.calls = conn.execute(statement, [cutoff]).fetchone()[0]
+    expired_calls = 'from telemetry.llm_calls where "timestamp" < %s'
+    statement = (f"select count(*) {expired_calls}" if dry_run
+                 else f"with gone as (delete {expired_calls} returning 1) select count(*) from gone")
+    result.calls = conn.execute(statement, [cutoff]).fetchone()[0]
+    return result
+
+
+def prune_rows(conn: psycopg.Connection, cutoff: datetime | None, result: PruneResult) -> PruneResult:
+    """Delete (or count) the landing and typed rows older than the cutoff, rejects included."""
+    if cutoff is None or not _exists(conn, "telemetry.int_usage_rows_typed"):
+        return result
     loads = [r[0] for r in conn.execute(
-        "select load_id from telemetry_raw.load_audit where status <> 'aborted' "
+        "select load_id from telemetry_raw.load_audit where status = 'done' "
         "and (oldest_call < %s or started_at < %s)",
         [cutoff, cutoff],
     )]
     if not loads:
         return result
     params = {"loads": loads, "cutoff": cutoff}
-    if dry_run:
-        row = conn.execute(f"select count(*), count(*) filter (where rejected) from ({_EXPIRED_RAW}) as e",
+    if result.dry_run:
+        row = conn.execute(f"select count(*), count(*) filter (where rejected) from ({_EXPIRED_ROWS}) as e",
                            params).fetchone()
     else:
         row = conn.execute(
             f"""
-            with expired as materialized ({_EXPIRED_RAW}),
-            gone as (
-                delete from telemetry_raw.usage_rows as u
-                using expired as e
+            with expired as materialized ({_EXPIRED_ROWS}),
+            gone_raw as (
+                delete from telemetry_raw.usage_rows as u using expired as e
                 where u.load_id = e.load_id and u.record_number = e.record_number
+            ),
+            gone as (
+                delete from telemetry.int_usage_rows_typed as t using expired as e
+                where t.load_id = e.load_id and t.record_number = e.record_number
                 returning e.rejected
             )
             select count(*), count(*) filter (where rejected) from gone
@@ -99,8 +112,8 @@ def prune_expired(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run:
         conn.execute(
             """
             update telemetry_raw.load_audit as a
-            set oldest_call = (select min(s."timestamp") from telemetry.stg_telemetry__usage_rows as s
-                               where s.load_id = a.load_id)
+            set oldest_call = (select min(t."timestamp") from telemetry.int_usage_rows_typed as t
+                               where t.load_id = a.load_id)
             where a.load_id = any(%s)
             """,
             [loads],
@@ -109,11 +122,16 @@ def prune_expired(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run:
     return result
 
 
+def prune_expired(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run: bool = False) -> PruneResult:
+    """Calls, landing rows and rejects older than the cutoff. Runs in the caller's transaction."""
+    return prune_rows(conn, cutoff, prune_calls(conn, cutoff, dry_run=dry_run))
+
+
 def prune(*, months: int | None = None, dry_run: bool = False, settings: Settings | None = None,
           progress=lambda _: None) -> PruneResult:
     """``telemetry prune``: delete what is older than the window, then rebuild the marts."""
     from loader.ingest import acquire_lock, recover_interrupted_loads
-    from loader.schema import ensure_landing_tables, ensure_staging_view
+    from loader.schema import ensure_landing_tables
 
     settings = settings or Settings.from_env()
     cutoff = retention_cutoff(settings.retention_months if months is None else months)
@@ -123,11 +141,9 @@ def prune(*, months: int | None = None, dry_run: bool = False, settings: Setting
         if dry_run:
             with conn.transaction(force_rollback=True):
                 ensure_landing_tables(conn)
-                ensure_staging_view(conn, url)
                 return prune_expired(conn, cutoff, dry_run=True)
         ensure_landing_tables(conn)
-        recover_interrupted_loads(conn, url, progress)
-        ensure_staging_view(conn, url)
+        recover_interrupted_loads(conn, url, cutoff, progress)
         with conn.transaction():
             result = prune_expired(conn, cutoff)
         if result.anything:

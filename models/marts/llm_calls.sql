@@ -24,7 +24,7 @@ with
 
 batch as (
 
-    select * from {{ ref('stg_telemetry__usage_rows') }}
+    select * from {{ ref('int_usage_rows_typed') }}
     where rejection_reason is null
         and "timestamp" >= {{ retention_cutoff() }}
     {% if is_incremental() %}
