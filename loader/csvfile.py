@@ -71,6 +71,8 @@ class Header:
     size: int
     #: Physical lines taken by the header (more than 1 only when a header name holds a newline).
     lines: int
+    #: False for old Mac files whose lines end with a bare CR.
+    lf_line_endings: bool = True
 
     @property
     def loaded_columns(self) -> tuple[str, ...]:
@@ -160,7 +162,8 @@ def read_header(path: Path) -> Header:
             f"{path}: missing required column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(missing)}; found columns {found}; the header needs at least timestamp and model"
         )
-    return Header(path=path, names=tuple(names), targets=tuple(targets), size=len(skipped) + len(first), lines=lines)
+    return Header(path=path, names=tuple(names), targets=tuple(targets), size=len(skipped) + len(first), lines=lines,
+                  lf_line_endings=first.endswith(b"\n"))
 
 
 @dataclass

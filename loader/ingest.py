@@ -8,6 +8,7 @@ database are serialised by an advisory lock, and a load left half-way by a crash
 
 from __future__ import annotations
 
+import csv
 import glob
 import time
 from collections.abc import Callable
@@ -25,7 +26,13 @@ from loader.csvfile import CSV_COLUMNS, HashingReader, Header, iter_records, rea
 from loader.database import connect, resolve_url
 from loader.errors import TelemetryError
 from loader.retention import PruneResult, prune_calls, prune_expired, prune_rows, retention_cutoff
-from loader.schema import ensure_landing_tables, ensure_staging_view
+from loader.schema import (
+    STAGING_MODEL,
+    ensure_landing_tables,
+    ensure_staging_view,
+    price_seed_digest,
+    staging_rules_digest,
+)
 
 Progress = Callable[[str], None]
 
@@ -244,13 +251,91 @@ def recover_interrupted_loads(
             measure_outcomes(conn, modelled, cutoff)
 
 
+class _NeedsCarefulPath(Exception):
+    """The bytes cannot go to COPY as they are (blank lines, NUL bytes, bad UTF-8, quoted line breaks...)."""
+
+
+_BULK_CHUNK = 1 << 20
+
+
 def copy_records(
     conn: psycopg.Connection, header: Header, plan: ReadPlan, load_id: int, progress: Progress
 ) -> tuple[HashingReader, bool]:
-    """Stream the planned bytes' records into the landing table with COPY; memory does not grow with the file.
+    """Stream the planned bytes into the landing table with COPY; memory does not grow with the file.
 
-    Returns the reader (hash, bytes) and whether the read ended cleanly (after a newline, outside quotes).
+    The bulk path hands the file's bytes to PostgreSQL's own CSV parser, the fastest way there is. It is taken
+    when the header maps every column and each block of lines passes cheap checks; anything else (or a COPY
+    error such as a ragged row) rolls it back and the careful path parses record by record in Python, so that
+    each bad record becomes a reject with its line number. Returns the reader (hash, bytes) and whether the
+    read ended cleanly (after a newline, outside quotes).
     """
+    if all(header.targets) and header.lf_line_endings:
+        records, lines = plan.position.records, plan.position.lines
+        try:
+            with conn.transaction():
+                return _copy_bulk(conn, header, plan, load_id, progress)
+        except (_NeedsCarefulPath, psycopg.errors.DataError, psycopg.errors.QueryCanceled):
+            plan.position.records, plan.position.lines = records, lines
+    return _copy_careful(conn, header, plan, load_id, progress)
+
+
+def _check_block(block: bytes, width: int) -> None:
+    """Raise _NeedsCarefulPath unless every line of the block is one well-formed record."""
+    if b"\x00" in block or block.startswith((b"\n", b"\r\n")) or b"\n\n" in block or b"\n\r\n" in block:
+        raise _NeedsCarefulPath
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _NeedsCarefulPath from None
+    if '"' in text:  # PostgreSQL accepts some malformed quoting that the careful path rejects: check it
+        quoted = [line for line in text.split("\n") if '"' in line]
+        try:
+            rows = list(csv.reader(quoted, strict=True))
+        except csv.Error:
+            raise _NeedsCarefulPath from None
+        if len(rows) != len(quoted) or any(len(row) != width for row in rows):
+            raise _NeedsCarefulPath
+
+
+def _copy_bulk(
+    conn: psycopg.Connection, header: Header, plan: ReadPlan, load_id: int, progress: Progress
+) -> tuple[HashingReader, bool]:
+    position = plan.position
+    conn.execute(
+        "select set_config('telemetry.load_id', %s, true), set_config('telemetry.line_delta', %s, true), "
+        "setval('telemetry_raw.usage_rows_record_number', %s, false)",
+        [str(load_id), str(position.lines - position.records), position.records + 1],
+    )
+    statement = sql.SQL("copy telemetry_raw.usage_rows ({}) from stdin (format csv)").format(
+        sql.SQL(", ").join(sql.Identifier(t) for t in header.targets if t))
+    width = len(header.names)
+    with plan.path.open("rb") as handle, conn.cursor() as cursor:
+        stream = HashingReader(handle, plan.start, plan.end)
+        next_report = time.monotonic() + 5
+        with cursor.copy(statement) as copy:
+            tail = b""
+            while chunk := stream.read(_BULK_CHUNK):
+                block = tail + chunk
+                cut = block.rfind(b"\n") + 1
+                block, tail = block[:cut], block[cut:]
+                if block:
+                    _check_block(block, width)
+                    copy.write(block)
+                if time.monotonic() > next_report:
+                    progress(f"{plan.path.name}: {(plan.start + stream.bytes_read) * 100 // max(plan.end, 1)}% read")
+                    next_report = time.monotonic() + 5
+            if tail.strip(b"\r\n"):
+                _check_block(tail, width)
+                copy.write(tail)
+        count = cursor.rowcount
+    position.records += count
+    position.lines += count
+    return stream, plan.end > 0 and not tail.strip(b"\r\n")
+
+
+def _copy_careful(
+    conn: psycopg.Connection, header: Header, plan: ReadPlan, load_id: int, progress: Progress
+) -> tuple[HashingReader, bool]:
     columns = [c for c in CSV_COLUMNS if c in header.loaded_columns]
     positions = [CSV_COLUMNS.index(c) for c in columns]
     statement = sql.SQL(
@@ -373,7 +458,7 @@ def ingest_csv(
         new_loads = [ld for ld in loads if ld.load_id is not None]
         if new_loads or pruned.calls:
             progress("running dbt: llm_calls and the marts")
-            run_models(url, cutoff, progress)
+            run_models(conn, url, cutoff, progress)
             with conn.transaction():
                 measure_outcomes(conn, new_loads, cutoff)
         with conn.transaction():
@@ -395,15 +480,36 @@ def _load_files(conn: psycopg.Connection, headers: list[Header], progress: Progr
     return loads
 
 
-def run_models(url: str, cutoff: datetime | None, progress: Progress, *, full_refresh: bool = False) -> None:
-    """Load the price seed and build llm_calls and everything downstream of the staging view."""
+def run_models(
+    conn: psycopg.Connection, url: str, cutoff: datetime | None, progress: Progress, *, full_refresh: bool = False
+) -> None:
+    """Build llm_calls and everything downstream of the typed rows with dbt.
+
+    The staging view and the price seed are rebuilt only when their files changed (or on a full refresh):
+    each dbt node costs time on every load.
+    """
+    select = ["int_usage_rows_typed+", "rejected_rows"]
+    fresh = {"staging_rules": staging_rules_digest(), "price_seed": price_seed_digest()}
+    stored = dict(conn.execute("select key, value from telemetry_raw.loader_state").fetchall())
+    if full_refresh or stored.get("staging_rules") != fresh["staging_rules"] or not _relation_exists(
+            conn, f"telemetry.{STAGING_MODEL}"):
+        select.append(STAGING_MODEL)
+    if full_refresh or stored.get("price_seed") != fresh["price_seed"] or not _relation_exists(
+            conn, "telemetry.model_prices"):
+        select.append("model_prices")
     dbt.invoke(
         url,
-        ["build", "--resource-type", "seed", "--resource-type", "model",
-         "--select", "model_prices", "stg_telemetry__usage_rows+", *(["--full-refresh"] if full_refresh else [])],
+        ["build", "--resource-type", "seed", "--resource-type", "model", "--select", *select,
+         *(["--full-refresh"] if full_refresh else [])],
         dbt_vars={"retention_cutoff": cutoff.isoformat() if cutoff else "-infinity"},
         on_node=lambda name, status: progress(f"  {name}: {status}"),
     )
+    for key, value in fresh.items():
+        conn.execute(
+            "insert into telemetry_raw.loader_state (key, value) values (%s, %s) "
+            "on conflict (key) do update set value = excluded.value",
+            [key, value],
+        )
 
 
 def reprice(*, settings: Settings | None = None, progress: Progress = _noop) -> None:
@@ -418,4 +524,4 @@ def reprice(*, settings: Settings | None = None, progress: Progress = _noop) -> 
         ensure_landing_tables(conn)
         cutoff = retention_cutoff(settings.retention_months)
         recover_interrupted_loads(conn, url, cutoff, progress)
-        run_models(url, cutoff, progress, full_refresh=True)
+        run_models(conn, url, cutoff, progress, full_refresh=True)

@@ -47,6 +47,10 @@ def staging_rules_digest() -> str:
     return digest.hexdigest()
 
 
+def price_seed_digest() -> str:
+    return hashlib.sha256((PROJECT_DIR / "seeds" / "model_prices.csv").read_bytes()).hexdigest()
+
+
 def ensure_staging_view(conn: psycopg.Connection, url: str) -> None:
     """Make sure the staging view exists and follows the current rules.
 

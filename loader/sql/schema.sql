@@ -23,11 +23,17 @@ create table if not exists telemetry_raw.load_audit (
     status       text        not null check (status in ('loaded', 'modelled', 'done', 'aborted'))
 );
 
+-- Numbers the records of the load being written (reset by the loader at each load, under its lock).
+create sequence if not exists telemetry_raw.usage_rows_record_number;
+
 -- The CSV rows as text, exactly as read, with their lineage. dbt types them in stg_telemetry__usage_rows.
+-- The defaults serve the loader's bulk path, which COPYs the file's bytes as they are: the load id and the
+-- line offset come from transaction-local settings, the record number from the sequence above.
 create table if not exists telemetry_raw.usage_rows (
-    load_id            bigint      not null,
-    record_number      bigint      not null,
-    line_number        bigint      not null,
+    load_id            bigint      not null default current_setting('telemetry.load_id')::bigint,
+    record_number      bigint      not null default nextval('telemetry_raw.usage_rows_record_number'),
+    line_number        bigint      not null
+        default currval('telemetry_raw.usage_rows_record_number') + current_setting('telemetry.line_delta')::bigint,
     loaded_at          timestamptz not null default now(),
     "timestamp"        text,
     model              text,

@@ -8,35 +8,42 @@ source as (
 
 cleaned as (
 
+    {#- The "offset 0" subqueries below are fences: without them PostgreSQL would recompute a trimmed or
+        parsed value at every place that uses it, and those functions are the cost of a load. -#}
     select
-        load_id,
-        record_number,
-        line_number,
-        loaded_at,
-        parse_error,
-        "timestamp" as raw_timestamp,
-        model as raw_model,
-        prompt_tokens as raw_prompt_tokens,
-        completion_tokens as raw_completion_tokens,
-        task_success as raw_task_success,
-        task_type as raw_task_type,
-        duration_ms as raw_duration_ms,
-        notes as raw_notes,
-        nullif(trim("timestamp"), '') as timestamp_text,
-        nullif(trim(model), '') as model,
-        nullif(trim(prompt_tokens), '') as prompt_tokens_text,
-        nullif(trim(completion_tokens), '') as completion_tokens_text,
-        nullif(trim(task_success), '') as task_success_text,
-        nullif(trim(duration_ms), '') as duration_ms_text,
-        nullif(trim(cost_usd), '') as cost_usd_text,
-        nullif(trim(cache_read_tokens), '') as cache_read_tokens_text,
-        nullif(trim(cache_write_tokens), '') as cache_write_tokens_text,
-        coalesce(nullif(trim(task_type), ''), '(none)') as prompt_name,
-        nullif(replace(notes, E'\r\n', E'\n'), '') as notes,
-        nullif(trim(session_id), '') as session_id_text,
-        nullif(trim(error_message), '') as error_message_text
+        source.load_id,
+        source.record_number,
+        source.line_number,
+        source.loaded_at,
+        source.parse_error,
+        source."timestamp" as raw_timestamp,
+        source.model as raw_model,
+        source.prompt_tokens as raw_prompt_tokens,
+        source.completion_tokens as raw_completion_tokens,
+        source.task_success as raw_task_success,
+        source.task_type as raw_task_type,
+        source.duration_ms as raw_duration_ms,
+        source.notes as raw_notes,
+        trimmed.*
 
     from source
+    cross join lateral (
+        select
+            nullif(trim(source."timestamp"), '') as timestamp_text,
+            nullif(trim(source.model), '') as model,
+            nullif(trim(source.prompt_tokens), '') as prompt_tokens_text,
+            nullif(trim(source.completion_tokens), '') as completion_tokens_text,
+            nullif(trim(source.task_success), '') as task_success_text,
+            nullif(trim(source.duration_ms), '') as duration_ms_text,
+            nullif(trim(source.cost_usd), '') as cost_usd_text,
+            nullif(trim(source.cache_read_tokens), '') as cache_read_tokens_text,
+            nullif(trim(source.cache_write_tokens), '') as cache_write_tokens_text,
+            coalesce(nullif(trim(source.task_type), ''), '(none)') as prompt_name,
+            nullif(replace(source.notes, E'\r\n', E'\n'), '') as notes,
+            nullif(trim(source.session_id), '') as session_id_text,
+            nullif(trim(source.error_message), '') as error_message_text
+        offset 0
+    ) as trimmed
 
 ),
 
@@ -57,7 +64,7 @@ typed as (
             {{ parse_count('cleaned.cache_write_tokens_text') }} as cache_write_tokens,
             {{ parse_boolean('cleaned.task_success_text') }} as success,
             {{ parse_amount('cleaned.cost_usd_text') }} as cost_usd
-        offset 0  -- a fence: each value is parsed once per row, not once per place that uses it
+        offset 0
     ) as parsed
 
 ),
