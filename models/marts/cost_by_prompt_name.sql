@@ -2,13 +2,7 @@ select
     prompt_name,
     call_date,
     model,
-    sum(calls) as calls,
-    sum(input_tokens) as input_tokens,
-    sum(output_tokens) as output_tokens,
-    sum(total_tokens) as total_tokens,
-    sum(estimated_cost_usd) as estimated_cost_usd,
-    sum(unpriced_calls) as unpriced_calls,
-    sum(successes) as successes,
-    sum(failures) as failures
+    {{ summed_measures(['calls', 'input_tokens', 'output_tokens', 'total_tokens', 'estimated_cost_usd',
+                        'unpriced_calls', 'successes', 'failures']) }}
 from {{ ref('int_llm_calls__daily') }}
 group by prompt_name, call_date, model

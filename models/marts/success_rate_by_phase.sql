@@ -5,11 +5,8 @@ by_phase as (
     select
         phase,
         call_date,
-        sum(calls) as calls,
-        sum(successes) as successes,
-        sum(failures) as failures,
-        sum(estimated_cost_usd) as estimated_cost_usd,
-        sum(successful_calls_cost_usd) as successful_calls_cost_usd
+        {{ summed_measures(['calls', 'successes', 'failures', 'estimated_cost_usd',
+                            'successful_calls_cost_usd']) }}
     from {{ ref('int_llm_calls__daily') }}
     group by phase, call_date
 
