@@ -323,11 +323,19 @@ class Bench:
 
     # -- commands --
 
-    def telemetry(self, *args: str) -> Proc:
-        return run_process([str(self.args.telemetry), *args], self.env, self.timeout)
+    def telemetry(self, *args: str, what: str) -> Proc:
+        """Run the CLI; lock waits over deadlock_timeout (log_lock_waits, set for the CLI's sessions) and
+        autovacuum runs cancelled meanwhile are noted, as they explain outliers."""
+        log_file = Path(self.server.pgdata) / "log"
+        offset = log_file.stat().st_size if log_file.exists() else 0
+        proc = run_process([str(self.args.telemetry), *args], self.env | {"PGOPTIONS": "-c log_lock_waits=on"},
+                           self.timeout)
+        for event in server_events(log_file, offset):
+            self.samples.note("events", f"{what} ({proc.seconds:.2f} s): {event}")
+        return proc
 
     def ingest(self, path: Path, what: str) -> tuple[Proc, dict]:
-        proc = self.telemetry("ingest", "csv", str(path), "-q", "--json")
+        proc = self.telemetry("ingest", "csv", str(path), "-q", "--json", what=what)
         expect(proc.returncode == 0, f"{what}: telemetry ingest csv failed\n{proc.describe()}")
         data = last_json(proc, what)
         for key in ("rows_read", "inserted", "duplicates", "rejected", "expired"):
@@ -390,7 +398,7 @@ class Bench:
         s.add("noop", proc.seconds)
         log(f"{tag} no-op re-run: {proc.seconds:.2f} s (rows_read {data['rows_read']:,})")
 
-        proc = self.telemetry("stats", "--json")
+        proc = self.telemetry("stats", "--json", what="stats")
         expect(proc.returncode == 0, f"stats: telemetry stats --json failed\n{proc.describe()}")
         stats = last_json(proc, "stats")
         for key in ("filters", "totals", "by_model", "by_phase", "daily_trend", "top_errors", "unpriced_models"):
@@ -429,6 +437,7 @@ class Bench:
             f"peak RSS {proc.maxrss_kib / 1024:.0f} MiB")
 
         self.fresh_database()
+        s.add("rtt_us", self.round_trip_us())
         proc = run_process([sys.executable, "-m", "bench.naive", str(sample.path)], self.env, self.timeout * 10)
         expect(proc.returncode == 0, f"naive: bench.naive failed\n{proc.describe()}")
         data = last_json(proc, "naive")
@@ -443,27 +452,50 @@ class Bench:
         log(f"{tag} naive on {sample.rows:,} rows: {proc.seconds:.2f} s"
             + (f" (scaled to {n:,}: {proc.seconds * n / sample.rows:.1f} s)" if sample.rows != n else ""))
 
+    def round_trip_us(self, count: int = 5000) -> float:
+        """Microseconds per client-server round trip (psycopg, one tiny query each): what a row costs the
+        naive loader at the least, and a gauge of how busy or idle the machine's CPUs are right now."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            for i in range(100):
+                conn.execute("select %s::int", [i])
+            started = time.perf_counter()
+            for i in range(count):
+                conn.execute("select %s::int", [i])
+            return (time.perf_counter() - started) / count * 1e6
+
     def warm_up(self, small: DataFile) -> None:
         """One untimed ingest, so that every timed run finds dbt's parse cache and the OS caches warm."""
         log("warm-up: one untimed ingest")
         self.fresh_database()
         self.ingest(small.path, "warm-up ingest")
 
-    def timeline(self, main: DataFile) -> Timeline:
-        """One more full ingest with progress on stderr, the server logging every statement slower than
-        SLOW_STATEMENT_MS (through PGOPTIONS, for the CLI's connections only): where the time goes."""
-        log("timeline: one more full ingest, with progress messages and slow statements logged")
+    def timelines(self, main: DataFile, extra: DataFile) -> list[Timeline]:
+        """One more full ingest, then one more append, with progress on stderr and the server logging every
+        statement slower than SLOW_STATEMENT_MS (through PGOPTIONS, for the CLI's connections only): where the
+        time goes. Not part of the medians."""
+        log("timelines: one more full ingest and append, with progress messages and slow statements logged")
+        work = self.workdir / "data" / "timeline.csv"
+        shutil.copyfile(main.path, work)
         self.fresh_database()
+        full = self._timeline(work, "one more full ingest of N rows, empty database")
+        append_records(work, extra.path)
+        self.checkpoint()
+        return [full, self._timeline(work, f"one more append of {extra.rows:,} rows to the N-row database")]
+
+    def _timeline(self, path: Path, title: str) -> Timeline:
         log_file = Path(self.server.pgdata) / "log"
         offset = log_file.stat().st_size if log_file.exists() else 0
         env = self.env | {"PGOPTIONS": f"-c log_min_duration_statement={SLOW_STATEMENT_MS}"}
-        seconds, lines = run_timeline([str(self.args.telemetry), "ingest", "csv", str(main.path), "--json"], env,
+        seconds, lines = run_timeline([str(self.args.telemetry), "ingest", "csv", str(path), "--json"], env,
                                       self.timeout)
-        return Timeline(seconds, lines, slow_statements(log_file, offset))
+        return Timeline(title, seconds, lines, slow_statements(log_file, offset))
 
 
 @dataclass
 class Timeline:
+    title: str
     seconds: float
     lines: list[tuple[float, str]]
     slow: list[tuple[str, float, str]]  # (log time, seconds, what)
@@ -494,6 +526,25 @@ def slow_statements(path: Path, offset: int) -> list[tuple[str, float, str]]:
         elif current is not None and line.startswith("\t"):
             current.append(line[1:])
     return [(at, seconds, describe_sql("\n".join(body))) for at, seconds, body in entries]
+
+
+_EVENTS = re.compile(r"still waiting for|acquired \w+ on|canceling autovacuum|deadlock detected")
+
+
+def server_events(path: Path, offset: int) -> list[str]:
+    """Lock waits and cancelled autovacuums the server logged since ``offset``."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    events = []
+    for line in text.splitlines():
+        match = _LOG_LINE.match(line)
+        if match and _EVENTS.search(match.group(4)):
+            events.append(f"{match.group(2)} {match.group(3)}: {match.group(4)[:160]}")
+    return events
 
 
 def describe_sql(statement: str) -> str:
@@ -559,7 +610,7 @@ def machine_info(bench: Bench) -> dict[str, str]:
 
 
 def render(bench: Bench, main: DataFile, extra: DataFile, small: DataFile, sample: DataFile,
-           info: dict[str, str], command: str, timeline: Timeline | None) -> str:
+           info: dict[str, str], command: str, timelines: list[Timeline]) -> str:
     s = bench.samples
     n, m = main.rows, extra.rows
     med = {name: _median(values) for name, values in s.seconds.items()}
@@ -615,7 +666,7 @@ def render(bench: Bench, main: DataFile, extra: DataFile, small: DataFile, sampl
         "# Benchmarks",
         "",
         f"Written by `bench/run.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; do not edit by hand. "
-        f"Command: `{command}`.",
+        f"Command: {command}.",
         "",
         f"- **N** = {n:,} rows, file {main.size / 1e6:.1f} MB ({main.size:,} bytes, `bench/generate.py` seed "
         f"{MAIN_SEED}, {MAIN_DAYS} days to {MAIN_END}); {n - main.distinct:,} duplicate keys in it",
@@ -642,8 +693,12 @@ def render(bench: Bench, main: DataFile, extra: DataFile, small: DataFile, sampl
         "and `TELEMETRY_RETENTION_MONTHS=0`. Every exit code is checked, and every JSON count against counts "
         "computed from the generated files (rows read, inserted = N minus duplicate keys, nothing rejected or "
         "expired, `stats` totals.calls = rows inserted).",
+        "- Lock waits of over 1 s (`deadlock_timeout`) and cancelled autovacuum runs the server logged during the "
+        "CLI commands: " + ("; ".join(sorted(s.notes["events"])) if s.notes.get("events") else "none") + ".",
         f"- No-op re-run: {'; '.join(sorted(s.notes.get('noop', []))) or '-'}. "
-        f"Append: {'; '.join(sorted(s.notes.get('append', []))) or '-'}.",
+        f"Append: {'; '.join(sorted(s.notes.get('append', []))) or '-'}. The append baseline runs on a new "
+        "database, so it also pays that database's one-time setup (whatever the loader builds on a first load); "
+        "the append to the N-row database does not.",
         "- Peak RSS: `ru_maxrss` of the CLI process from `os.wait4` (the loader with dbt inside it, not the "
         "PostgreSQL server). MiB = 2^20 bytes.",
         f"- The loader process itself (Python, dbt included) used {med['full_cpu']:.1f} s of CPU in the full "
@@ -656,12 +711,16 @@ def render(bench: Bench, main: DataFile, extra: DataFile, small: DataFile, sampl
         "(psycopg 3, autocommit off, one commit), unique key (timestamp, model, md5(notes)); no staging, rejects "
         "or marts."
         + (f" It ran on the first-seed sample of {sample.rows:,} rows; its time is scaled linearly to N "
-           f"(x{n / sample.rows:g})." if scaled else ""),
+           f"(x{n / sample.rows:g})." if scaled else "")
+        + f" It makes one round trip per row, so its time follows the round-trip latency, measured just before "
+        f"each naive run (5,000 `select %s::int` through psycopg on the unix socket): median "
+        f"{med['rtt_us']:.0f} us (samples {', '.join(f'{v:.0f}' for v in s.seconds['rtt_us'])}). On a VM this "
+        "swings with how busy the CPUs are (idle vCPUs wake slowly), and so does the naive time.",
     ]
-    if timeline is not None:
+    for timeline in timelines:
         out += [
             "",
-            f"## Where the time goes: one more full ingest of N rows ({timeline.seconds:.1f} s)",
+            f"## Where the time goes: {timeline.title} ({timeline.seconds:.1f} s)",
             "",
             "Not part of the medians. Progress messages (without `-q`), in seconds since the command started, "
             "as each line arrived on stderr:",
@@ -700,7 +759,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"rows the naive loader runs on when N is larger; scaled to N (default {NAIVE_CAP:,})")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds one command may take before it is killed (default: 1800, or 0.01 s per row)")
-    parser.add_argument("--no-timeline", action="store_true", help="skip the extra ingest with progress messages")
+    parser.add_argument("--no-timeline", action="store_true",
+                        help="skip the extra full ingest and append with progress messages")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown report (default BENCHMARKS.md)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (data files) afterwards")
     args = parser.parse_args(argv)
@@ -732,7 +792,8 @@ def command_line(argv: list[str]) -> str:
         python = python.relative_to(ROOT)
     except ValueError:
         pass
-    return shlex.join([str(python), "-m", "bench.run", *argv])
+    return (f"`{shlex.join([str(python), '-m', 'bench.run', *argv])}` "
+            f"(= `{shlex.join(['pnpm', 'bench', *argv])}`)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -762,10 +823,10 @@ def main(argv: list[str] | None = None) -> int:
         bench.warm_up(small)
         for number in range(1, args.repeat + 1):
             bench.repetition(number, main_file, extra, small, sample)
-        timeline = None if args.no_timeline else bench.timeline(main_file)
+        timelines = [] if args.no_timeline else bench.timelines(main_file, extra)
         bench.load_after = _load_average()
         info = machine_info(bench)
-        report = render(bench, main_file, extra, small, sample, info, command_line(argv), timeline)
+        report = render(bench, main_file, extra, small, sample, info, command_line(argv), timelines)
     except BenchError as exc:
         log(f"error: {exc}")
         if bench.samples.seconds:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -283,17 +285,26 @@ def _check_block(block: bytes, width: int) -> None:
     """Raise _NeedsCarefulPath unless every line of the block is one well-formed record."""
     if b"\x00" in block or block.startswith((b"\n", b"\r\n")) or b"\n\n" in block or b"\n\r\n" in block:
         raise _NeedsCarefulPath
+    if b"\\." in block and re.search(rb"(?:^|\n)\\\.\r?(?:\n|$)", block):  # COPY's end-of-data marker
+        raise _NeedsCarefulPath
     try:
         text = block.decode("utf-8")
     except UnicodeDecodeError:
         raise _NeedsCarefulPath from None
-    if '"' in text:  # PostgreSQL accepts some malformed quoting that the careful path rejects: check it
-        quoted = [line for line in text.split("\n") if '"' in line]
+    if '"' in text:
+        # Quotes mean different things to PostgreSQL and to the careful path when they are not around a whole
+        # field (PostgreSQL reads a"b"c as abc): bulk-load only lines that are exactly what Python's csv
+        # module writes for the values it reads from them.
+        quoted = [line.rstrip("\r") for line in text.split("\n") if '"' in line]
         try:
             rows = list(csv.reader(quoted, strict=True))
         except csv.Error:
             raise _NeedsCarefulPath from None
         if len(rows) != len(quoted) or any(len(row) != width for row in rows):
+            raise _NeedsCarefulPath
+        rewritten = io.StringIO()
+        csv.writer(rewritten, lineterminator="\n").writerows(rows)
+        if rewritten.getvalue().split("\n")[:-1] != quoted:
             raise _NeedsCarefulPath
 
 

@@ -357,3 +357,15 @@ def test_embedded_database_is_the_default(tmp_path: Path):
                                                                                        "duplicates": 2}
     finally:
         run("db", "stop")
+
+
+def test_a_line_that_looks_like_copys_end_marker_loses_nothing(telemetry):
+    path = telemetry.write("marker.csv", csv_text(ROW_A, "\\.", ROW_B, ROW_C))
+    summary = telemetry.ingest(path).as_dict()
+    assert (summary["rows_read"], summary["inserted"], summary["rejected"]) == (4, 3, 1)
+
+
+def test_quotes_inside_an_unquoted_field_are_kept_as_written(telemetry):
+    path = telemetry.write("q.csv", csv_text('2026-02-23T22:19:28Z,m,1,2,true,plan,3,say "hi" twice', ROW_B))
+    telemetry.ingest(path)
+    assert telemetry.scalar("select notes from telemetry.llm_calls where model = 'm'") == 'say "hi" twice'
