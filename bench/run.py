@@ -331,8 +331,20 @@ class Bench:
         proc = run_process([str(self.args.telemetry), *args], self.env | {"PGOPTIONS": "-c log_lock_waits=on"},
                            self.timeout)
         for event in server_events(log_file, offset):
-            self.samples.note("events", f"{what} ({proc.seconds:.2f} s): {event}")
+            self.samples.note("events", f"{what} ({proc.seconds:.2f} s): {self._name_relations(event)}")
         return proc
+
+    def _name_relations(self, event: str) -> str:
+        """'relation 16991 of database 16966' -> 'relation telemetry_raw.usage_rows' (while it exists)."""
+        def name(match: re.Match) -> str:
+            try:
+                found = self.sql(f"select {int(match.group(1))}::oid::regclass::text")
+            except Exception:  # dropped meanwhile, or another database
+                return match.group(0)
+            text = found[0][0] if found else ""
+            return f"relation {text}" if text and not text.isdigit() else match.group(0)
+
+        return re.sub(r"relation (\d+) of database \d+", name, event)
 
     def ingest(self, path: Path, what: str) -> tuple[Proc, dict]:
         proc = self.telemetry("ingest", "csv", str(path), "-q", "--json", what=what)
