@@ -17,9 +17,24 @@ READER_ROLE = "telemetry_reader"
 
 
 def ensure_landing_tables(conn: psycopg.Connection) -> None:
-    """Create the schemas, landing tables and the reader role when missing (idempotent)."""
-    conn.execute(resources.files("loader").joinpath("sql/schema.sql").read_text())
+    """Create the schemas, landing tables and the reader role when missing (idempotent).
+
+    Skipped when the database already has this version of them: even an `if not exists` index statement takes
+    a lock, which can wait on autovacuum and would slow every no-op run.
+    """
+    ddl = resources.files("loader").joinpath("sql/schema.sql").read_text()
+    digest = hashlib.sha256(ddl.encode()).hexdigest()
+    if conn.execute("select to_regclass('telemetry_raw.loader_state') is not null").fetchone()[0]:
+        current = conn.execute("select value from telemetry_raw.loader_state where key = 'landing_schema'").fetchone()
+        if current and current[0] == digest:
+            return
+    conn.execute(ddl)
     ensure_reader_role(conn)
+    conn.execute(
+        "insert into telemetry_raw.loader_state (key, value) values ('landing_schema', %s) "
+        "on conflict (key) do update set value = excluded.value",
+        [digest],
+    )
 
 
 def ensure_reader_role(conn: psycopg.Connection) -> None:
