@@ -1,13 +1,12 @@
 """Probe requests for checking the SQL price seed against ``genai_prices.calc_price``.
 
-Each probe is ``(model_ref, iso_timestamp_utc, input_tokens, output_tokens)``.  The test calls
-``calc_price(Usage(input_tokens=..., output_tokens=...), model_ref,
-genai_request_timestamp=datetime.fromisoformat(ts))`` itself; no expected values live here.
+Each probe is ``(model_ref, iso_timestamp_utc, input_tokens, output_tokens)``.  The test computes the
+expected price itself with ``calc_price`` (``tests/reference.py``); no expected values live here.
 
-Some probes are chosen because genai-prices does NOT resolve them (``calc_price`` raises
-``LookupError``): it strips no ``provider/`` prefix, so the SQL must give no price for them
-either.  They are: ``openai/gpt-4.1``, ``OpenAI/GPT-4.1``, ``anthropic/claude-3-5-sonnet-20241022``,
-``google/gemini-2.5-pro`` and ``llama-3.3-70b-versatile``.
+``calc_price`` without a provider strips no ``provider/`` prefix. Our rule (README, "How the cost is
+estimated") passes a prefix that names a known provider as ``provider_id`` (``openai/gpt-4.1`` is priced
+as ``calc_price(..., "gpt-4.1", provider_id="openai")``) and drops any other prefix. A name genai-prices
+does not resolve (``llama-3.3-70b-versatile``) must stay unpriced in SQL too.
 """
 
 PRICE_PROBES: list[tuple[str, str, int, int]] = [
@@ -36,7 +35,7 @@ PRICE_PROBES: list[tuple[str, str, int, int]] = [
     ("claude-3-opus-20240229", "2024-06-01T00:00:00+00:00", 600, 200),
     ("gpt-5.2-20251211", "2026-01-10T10:00:00+00:00", 5000, 1000),
     ("gemini-1.5-flash-002", "2025-01-05T07:00:00+00:00", 3000, 300),
-    # Provider-prefixed names (genai-prices strips no prefix).
+    # Provider-prefixed names.
     ("openai/gpt-4.1", "2025-07-01T00:00:00+00:00", 3000, 1000),
     ("anthropic/claude-3-5-sonnet-20241022", "2025-02-20T14:00:00+00:00", 1500, 400),
     ("google/gemini-2.5-pro", "2025-09-01T00:00:00+00:00", 1000, 1000),
