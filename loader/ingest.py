@@ -246,7 +246,8 @@ def recover_interrupted_loads(
     )]
     if modelled:
         progress(f"finishing {len(modelled)} interrupted load(s): rebuilding the marts")
-        dbt.invoke(url, ["run", "--select", "llm_calls+", "--exclude", "llm_calls"])
+        dbt.invoke(url, ["run", "--select", "llm_calls+", "--exclude", "llm_calls"],
+                   dbt_vars={"retention_cutoff": cutoff.isoformat() if cutoff else "-infinity"})
         with conn.transaction():
             measure_outcomes(conn, modelled, cutoff)
 

@@ -148,5 +148,6 @@ def prune(*, months: int | None = None, dry_run: bool = False, settings: Setting
             result = prune_expired(conn, cutoff)
         if result.anything:
             progress("rebuilding the marts")
-            dbt.invoke(url, ["run", "--select", "llm_calls+", "--exclude", "llm_calls"])
+            dbt.invoke(url, ["run", "--select", "llm_calls+", "--exclude", "llm_calls"],
+                       dbt_vars={"retention_cutoff": cutoff.isoformat() if cutoff else "-infinity"})
     return result

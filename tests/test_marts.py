@@ -240,3 +240,17 @@ def test_dbt_docs_describe_every_mart_column(loaded):
         for column in table.columns:
             described = node["columns"].get(column, {}).get("description")
             assert described, f"{name}.{column} has no description"
+
+
+def test_marts_stay_exact_when_later_loads_touch_the_same_days(loaded):
+    """The daily grain is rebuilt only for the days a load touches: those days must come out whole."""
+    telemetry, _ = loaded
+    more = generate_csv(telemetry.tmp_path / "more.csv", 150, seed=4, end=date(2026, 11, 22), days=10)
+    telemetry.ingest(more)
+    conn = psycopg.connect(telemetry.url)
+    got = {(r["call_date"], r["model"]): pick(r, MEASURES) for r in queries.tokens_by_model(conn=conn)}
+    calls = all_calls(telemetry)
+    expected = {k: pick(v, MEASURES) for k, v in aggregate(calls, lambda c: (day(c), c["model"])).items()}
+    assert got == expected
+    trend = queries.daily_cost_trend(conn=conn)
+    assert sum(r["calls"] for r in trend) == telemetry.count("telemetry.llm_calls") == 550

@@ -1,13 +1,48 @@
-{{ config(materialized="table") }}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='call_date',
+        indexes=[{'columns': ['call_date']}],
+        post_hook=[
+            "delete from {{ this }} as d
+             where d.call_date <= ({{ retention_cutoff() }} at time zone 'UTC')::date
+               and not exists (
+                   select 1 from {{ ref('llm_calls') }} as c
+                   where c.\"timestamp\" >= d.call_date::timestamp at time zone 'UTC'
+                     and c.\"timestamp\" < (d.call_date + 1)::timestamp at time zone 'UTC')",
+        ],
+    )
+}}
 
 {#- The shared grain of the marts: one row per UTC day, model, phase and prompt_name, with every measure.
-    Calls without a phase are grouped under '(none)', as prompt_name already is. -#}
+    Calls without a phase are grouped under '(none)', as prompt_name already is.
+    Incremental by day, so that a load costs what it brings, not what is stored: each run recomputes the days
+    of the loads just modelled, and the day of the retention cutoff; days that retention emptied are removed
+    by the post-hook. -#}
 
 with
+
+{% if is_incremental() %}
+changed_days as (
+
+    select distinct ("timestamp" at time zone 'UTC')::date as call_date
+    from {{ ref('llm_calls') }}
+    where load_id in (
+        select load_id from {{ source('telemetry_raw', 'load_audit') }} where status = 'modelled'
+    )
+    union
+    select ({{ retention_cutoff() }} at time zone 'UTC')::date
+
+),
+{% endif %}
 
 calls as (
 
     select * from {{ ref('llm_calls') }}
+    {% if is_incremental() %}
+    where ("timestamp" at time zone 'UTC')::date in (select call_date from changed_days)
+    {% endif %}
 
 ),
 
