@@ -31,6 +31,7 @@ from loader.schema import (
     ensure_landing_tables,
     ensure_staging_view,
     price_seed_digest,
+    relation_exists,
     staging_rules_digest,
 )
 
@@ -205,10 +206,6 @@ def acquire_lock(conn: psycopg.Connection, progress: Progress) -> None:
         progress("the other ingest finished; continuing")
 
 
-def _relation_exists(conn: psycopg.Connection, name: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", [name]).fetchone()[0]
-
-
 def recover_interrupted_loads(
     conn: psycopg.Connection, url: str, cutoff: datetime | None, progress: Progress
 ) -> None:
@@ -225,7 +222,7 @@ def recover_interrupted_loads(
             progress(f"undoing {len(pending)} interrupted load(s): {', '.join(map(str, pending))}")
             conn.execute("delete from telemetry_raw.usage_rows where load_id = any(%s)", [pending])
             for relation in ("telemetry.int_usage_rows_typed", "telemetry.llm_calls"):
-                if _relation_exists(conn, relation):
+                if relation_exists(conn, relation):
                     conn.execute(sql.SQL("delete from {} where load_id = any(%s)").format(
                         sql.Identifier(*relation.split("."))), [pending])
             conn.execute(
@@ -256,7 +253,7 @@ def predict_outcomes(
     conn: psycopg.Connection, load: LoadResult, earlier_loads: list[int], cutoff: datetime | None
 ) -> None:
     """For a dry run: what would become of the load's rows, from the staging view (the same rules as dbt)."""
-    stored = _STORED_FILTER if _relation_exists(conn, "telemetry.llm_calls") else ""
+    stored = _STORED_FILTER if relation_exists(conn, "telemetry.llm_calls") else ""
     row = conn.execute(
         _OUTCOMES_SQL.replace("{stored_filter}", stored),
         {"load_id": load.load_id, "cutoff": cutoff or "-infinity", "earlier_loads": earlier_loads},
@@ -380,10 +377,10 @@ def run_models(
     select = ["int_usage_rows_typed+", "rejected_rows"]
     fresh = {"staging_rules": staging_rules_digest(), "price_seed": price_seed_digest()}
     stored = dict(conn.execute("select key, value from telemetry_raw.loader_state").fetchall())
-    if full_refresh or stored.get("staging_rules") != fresh["staging_rules"] or not _relation_exists(
+    if full_refresh or stored.get("staging_rules") != fresh["staging_rules"] or not relation_exists(
             conn, f"telemetry.{STAGING_MODEL}"):
         select.append(STAGING_MODEL)
-    if full_refresh or stored.get("price_seed") != fresh["price_seed"] or not _relation_exists(
+    if full_refresh or stored.get("price_seed") != fresh["price_seed"] or not relation_exists(
             conn, "telemetry.model_prices"):
         select.append("model_prices")
     dbt.invoke(

@@ -14,6 +14,7 @@ import psycopg
 from loader import dbt
 from loader.config import Settings
 from loader.database import connect, resolve_url
+from loader.schema import relation_exists
 
 
 @dataclass
@@ -61,14 +62,10 @@ _EXPIRED_ROWS = """
 """
 
 
-def _exists(conn: psycopg.Connection, relation: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", [relation]).fetchone()[0]
-
-
 def prune_calls(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run: bool = False) -> PruneResult:
     """Delete (or count) the calls older than the cutoff; the marts must be rebuilt afterwards."""
     result = PruneResult(cutoff=cutoff, dry_run=dry_run)
-    if cutoff is None or not _exists(conn, "telemetry.llm_calls"):
+    if cutoff is None or not relation_exists(conn, "telemetry.llm_calls"):
         return result
     expired_calls = 'from telemetry.llm_calls where "timestamp" < %s'
     statement = (f"select count(*) {expired_calls}" if dry_run
@@ -79,7 +76,7 @@ def prune_calls(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run: b
 
 def prune_rows(conn: psycopg.Connection, cutoff: datetime | None, result: PruneResult) -> PruneResult:
     """Delete (or count) the landing and typed rows older than the cutoff, rejects included."""
-    if cutoff is None or not _exists(conn, "telemetry.int_usage_rows_typed"):
+    if cutoff is None or not relation_exists(conn, "telemetry.int_usage_rows_typed"):
         return result
     loads = [r[0] for r in conn.execute(
         "select load_id from telemetry_raw.load_audit where status = 'done' "

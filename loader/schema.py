@@ -16,6 +16,11 @@ STAGING_MODEL = "stg_telemetry__usage_rows"
 READER_ROLE = "telemetry_reader"
 
 
+def relation_exists(conn: psycopg.Connection, name: str) -> bool:
+    """Whether a table or view such as 'telemetry.llm_calls' exists."""
+    return conn.execute("select to_regclass(%s) is not null", [name]).fetchone()[0]
+
+
 def ensure_landing_tables(conn: psycopg.Connection) -> None:
     """Create the schemas, landing tables and the reader role when missing (idempotent).
 
@@ -24,7 +29,7 @@ def ensure_landing_tables(conn: psycopg.Connection) -> None:
     """
     ddl = resources.files("loader").joinpath("sql/schema.sql").read_text()
     digest = hashlib.sha256(ddl.encode()).hexdigest()
-    if conn.execute("select to_regclass('telemetry_raw.loader_state') is not null").fetchone()[0]:
+    if relation_exists(conn, "telemetry_raw.loader_state"):
         current = conn.execute("select value from telemetry_raw.loader_state where key = 'landing_schema'").fetchone()
         if current and current[0] == digest:
             return
@@ -74,7 +79,7 @@ def ensure_staging_view(conn: psycopg.Connection, url: str) -> None:
     runs replace it with the same definition.
     """
     digest = staging_rules_digest()
-    exists = conn.execute("select to_regclass(%s) is not null", [f"telemetry.{STAGING_MODEL}"]).fetchone()[0]
+    exists = relation_exists(conn, f"telemetry.{STAGING_MODEL}")
     built_from = conn.execute("select value from telemetry_raw.loader_state where key = 'staging_rules'").fetchone()
     if exists and built_from and built_from[0] == digest:
         return

@@ -9,6 +9,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from loader.schema import relation_exists
+
 TREND_DAYS = 14
 
 # Every section reads cost_by_phase (grain: phase, day, model), so that all filters apply to all sections.
@@ -83,7 +85,7 @@ def collect_stats(
     filters = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in params.items()}
     empty = {"filters": filters, "totals": None, "by_model": [], "by_phase": [], "daily_trend": [],
              "top_errors": [], "unpriced_models": []}
-    if not conn.execute("select to_regclass('telemetry.cost_by_phase') is not null").fetchone()[0]:
+    if not relation_exists(conn, "telemetry.cost_by_phase"):
         return empty
     with conn.cursor(row_factory=dict_row) as cur:
         totals = cur.execute(_TOTALS, params).fetchone()
