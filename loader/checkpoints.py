@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
+from loader.contract import FILE_CHECKPOINTS
 from loader.csvfile import Header, ReadPosition
 
 HEAD_BYTES = 64 * 1024
@@ -61,8 +63,8 @@ def plan_read(conn: psycopg.Connection, header: Header) -> ReadPlan:
     end = _complete_end(path, size)
     fresh = ReadPlan(path, header.size, end, ReadPosition(records=0, lines=header.lines), "new file")
     row = conn.execute(
-        "select head_bytes, head_fingerprint, bytes_read, lines_read, records_read, clean_end "
-        "from telemetry_raw.file_checkpoints where source_file = %s",
+        sql.SQL("select head_bytes, head_fingerprint, bytes_read, lines_read, records_read, clean_end "
+                "from {} where source_file = %s").format(FILE_CHECKPOINTS),
         [str(path.resolve())],
     ).fetchone()
     if row is None:
@@ -80,15 +82,15 @@ def plan_read(conn: psycopg.Connection, header: Header) -> ReadPlan:
 def save_checkpoint(conn: psycopg.Connection, plan: ReadPlan, position: ReadPosition, clean_end: bool) -> None:
     head_bytes = min(plan.end, HEAD_BYTES)
     conn.execute(
-        """
-        insert into telemetry_raw.file_checkpoints as c
+        sql.SQL("""
+        insert into {} as c
             (source_file, head_bytes, head_fingerprint, bytes_read, lines_read, records_read, clean_end, updated_at)
         values (%s, %s, %s, %s, %s, %s, %s, now())
         on conflict (source_file) do update set
             head_bytes = excluded.head_bytes, head_fingerprint = excluded.head_fingerprint,
             bytes_read = excluded.bytes_read, lines_read = excluded.lines_read,
             records_read = excluded.records_read, clean_end = excluded.clean_end, updated_at = excluded.updated_at
-        """,
+        """).format(FILE_CHECKPOINTS),
         [str(plan.path.resolve()), head_bytes, _head_digest(plan.path, head_bytes), plan.end, position.lines,
          position.records, clean_end],
     )

@@ -1,6 +1,7 @@
 """The ``telemetry`` command: a thin layer that parses arguments, calls the library and prints.
 
-Exit codes: 0 done (rejected rows are warnings), 1 a bug or an internal failure, 2 a user error.
+Exit codes (loader.errors): 0 done (rejected rows are warnings), 1 an internal failure, 2 a user error,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from loader.errors import EXIT_BUG, EXIT_OK, EXIT_USER_ERROR, TelemetryError
+from loader.errors import EXIT_INTERRUPTED, EXIT_OK, TelemetryError
 
 EPILOG = """\
 environment:
@@ -172,7 +173,7 @@ def cmd_prices_update(args: argparse.Namespace) -> int:
 
 
 def cmd_prices_reprice(args: argparse.Namespace) -> int:
-    from loader.ingest import reprice
+    from loader.prices import reprice
 
     reprice(progress=_progress_printer(True))
     print("repriced every stored call with seeds/model_prices.csv and rebuilt the marts")
@@ -274,22 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except TelemetryError as exc:
+    except TelemetryError as exc:  # the user's to fix (exit 2) or ours to fix (exit 1): one line either way
         _err(f"error: {exc.message}")
-        return EXIT_USER_ERROR
+        return exc.exit_code
     except KeyboardInterrupt:
         _err("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `telemetry stats | head`: the reader left, which is not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except Exception as exc:
-        from loader.dbt import DbtError
-
-        if isinstance(exc, DbtError):
-            _err(f"error: {exc}")
-            return EXIT_BUG
-        raise
 
 
 def run() -> None:

@@ -16,12 +16,9 @@ from collections.abc import Callable, Sequence
 from psycopg import conninfo
 
 from loader.config import PROFILES_DIR, PROJECT_DIR
+from loader.errors import DbtError
 
 _LOCK = threading.Lock()
-
-
-class DbtError(RuntimeError):
-    """dbt failed: a bug in the models or a database problem (not a user error)."""
 
 
 def _profile_env(url: str) -> dict[str, str]:

@@ -1,6 +1,8 @@
-"""The one exception type for problems the user can fix.
+"""The error hierarchy: every failure the CLI reports as one line, and the exit code it reports it with.
 
-Everything else is a bug: the CLI lets it show a traceback and exits with 1.
+``TelemetryError`` is a problem the user can fix (exit 2): the message says what, where and how to fix it.
+``InternalError`` and its subclasses are failures of ours (exit 1): please report them. Anything else that
+escapes is a bug and shows a traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 class TelemetryError(Exception):
@@ -22,3 +25,17 @@ class TelemetryError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class InternalError(TelemetryError):
+    """Something of ours failed (not the user's input): reported as one line with exit code 1."""
+
+    exit_code = EXIT_BUG
+
+
+class DbtError(InternalError):
+    """dbt failed: a bug in the models or a database problem."""
+
+
+class AccountingError(InternalError):
+    """A load's rows do not add up (read != typed): never a silent loss."""

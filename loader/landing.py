@@ -12,15 +12,14 @@ import csv
 import io
 import re
 import time
-from collections.abc import Callable
 
 import psycopg
 from psycopg import sql
 
 from loader.checkpoints import ReadPlan
+from loader.contract import USAGE_ROWS, USAGE_ROWS_RECORD_NUMBER
 from loader.csvfile import CSV_COLUMNS, HashingReader, Header, iter_records
-
-Progress = Callable[[str], None]
+from loader.progress import Progress
 
 
 class _NeedsCarefulPath(Exception):
@@ -84,11 +83,11 @@ def _copy_bulk(
     position = plan.position
     conn.execute(
         "select set_config('telemetry.load_id', %s, true), set_config('telemetry.line_delta', %s, true), "
-        "setval('telemetry_raw.usage_rows_record_number', %s, false)",
-        [str(load_id), str(position.lines - position.records), position.records + 1],
+        "setval(%s::regclass, %s, false)",
+        [str(load_id), str(position.lines - position.records), str(USAGE_ROWS_RECORD_NUMBER), position.records + 1],
     )
-    statement = sql.SQL("copy telemetry_raw.usage_rows ({}) from stdin (format csv)").format(
-        sql.SQL(", ").join(sql.Identifier(t) for t in header.targets if t))
+    statement = sql.SQL("copy {} ({}) from stdin (format csv)").format(
+        USAGE_ROWS, sql.SQL(", ").join(sql.Identifier(t) for t in header.targets if t))
     width = len(header.names)
     with plan.path.open("rb") as handle, conn.cursor() as cursor:
         stream = HashingReader(handle, plan.start, plan.end)
@@ -119,9 +118,8 @@ def _copy_careful(
 ) -> tuple[HashingReader, bool]:
     columns = [c for c in CSV_COLUMNS if c in header.loaded_columns]
     positions = [CSV_COLUMNS.index(c) for c in columns]
-    statement = sql.SQL(
-        "copy telemetry_raw.usage_rows (load_id, record_number, line_number, {}, parse_error) from stdin"
-    ).format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+    statement = sql.SQL("copy {} (load_id, record_number, line_number, {}, parse_error) from stdin").format(
+        USAGE_ROWS, sql.SQL(", ").join(map(sql.Identifier, columns)))
     clean_end = True
     with plan.path.open("rb") as handle:
         stream = HashingReader(handle, plan.start, plan.end)

@@ -15,11 +15,14 @@ How ``genai-prices`` resolves a model reference (and how the seed encodes it):
    provider's ``fallback_model_providers`` models are tried after its own models (their rows
    carry the provider's ``provider_id`` and the source provider in ``model_provider_id``).
    If nothing matches, the reference is retried once with compact date suffixes rewritten
-   (``-20251211`` -> ``-2025-12-11``); see ``COMPACT_DATE_PATTERN_PG``.  If still nothing
+   (``-20251211`` -> ``-2025-12-11``); the SQL side is the ``compact_date_pattern()`` macro
+   (macros/pricing.sql), tested against genai-prices' own rewrite.  If still nothing
    matches, ``calc_price`` raises ``LookupError`` (SQL: no price).
 4. The price in effect is chosen by the UTC request timestamp: ``valid_from`` inclusive,
    ``valid_to`` exclusive, and (DeepSeek only) the UTC time-of-day window
    ``daily_from``/``daily_to``.
+
+``reprice`` applies a regenerated seed to the calls already stored (``telemetry prices reprice``).
 
 Usage: ``python -m loader.prices [PATH]`` (default: ``seeds/model_prices.csv`` in the repo).
 """
@@ -27,7 +30,6 @@ Usage: ``python -m loader.prices [PATH]`` (default: ``seeds/model_prices.csv`` i
 from __future__ import annotations
 
 import csv
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,15 +41,18 @@ from typing import Any
 from genai_prices import data_snapshot
 from genai_prices import types as gp
 
+from loader.config import Settings
+from loader.pipeline import locked_database, prepare, run_models
+from loader.progress import Progress, silent
+from loader.retention import retention_cutoff
+
 __all__ = (
-    "COMPACT_DATE_PATTERN_PG",
-    "COMPACT_DATE_REPLACEMENT_PG",
     "DEFAULT_SEED_PATH",
     "SEED_COLUMNS",
     "SKIPPED",
     "main",
-    "normalise_compact_dates",
     "price_rows",
+    "reprice",
     "write_seed",
 )
 
@@ -87,17 +92,6 @@ PRICE_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"
 # (genai-prices always counts one request).  A model priced with one of these cannot be
 # reproduced by the seed and is skipped.
 _ALWAYS_CHARGED_KEYS = ("requests_kcount",)
-
-# PostgreSQL (ARE) version of genai-prices' compact-date fallback
-# (``types._normalize_compact_dated_ref``): ``-YYYYMMDD`` followed by ``-``, ``:`` or the end
-# becomes ``-YYYY-MM-DD`` when it is a real calendar date of 2000-2099.  Use as
-# ``regexp_replace(name, COMPACT_DATE_PATTERN_PG, COMPACT_DATE_REPLACEMENT_PG, 'g')``.
-# The leading lookahead does the calendar check (PostgreSQL lookaheads never capture).
-COMPACT_DATE_PATTERN_PG = (
-    r"-(?=(?:20\d\d(?:(?:0[13578]|1[02])(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)(?:0[1-9]|[12]\d|30)"
-    r"|02(?:0[1-9]|1\d|2[0-8]))|20(?:[02468][048]|[13579][26])0229)(?:-|:|$))(20\d\d)(\d\d)(\d\d)"
-)
-COMPACT_DATE_REPLACEMENT_PG = r"-\1-\2-\3"
 
 # (provider_id, model_id, reason) for every model left out of the seed; filled by price_rows().
 SKIPPED: list[tuple[str, str, str]] = []
@@ -413,9 +407,16 @@ def write_seed(path: str | Path = DEFAULT_SEED_PATH) -> int:
     return len(rows)
 
 
-def normalise_compact_dates(name: str) -> str:
-    """Python twin of the SQL ``regexp_replace`` with ``COMPACT_DATE_PATTERN_PG`` (for checks)."""
-    return re.sub(COMPACT_DATE_PATTERN_PG, COMPACT_DATE_REPLACEMENT_PG, name)
+def reprice(*, settings: Settings | None = None, progress: Progress = silent) -> None:
+    """Rebuild llm_calls from the landing table with the current price seed, and the marts with it.
+
+    Keys, and which load first brought each call, are unchanged: the rebuild keeps the first row read.
+    """
+    settings = settings or Settings.from_env()
+    cutoff = retention_cutoff(settings.retention_months)
+    with locked_database(settings, progress) as (conn, url):
+        prepare(conn, url, cutoff, progress)
+        run_models(conn, url, cutoff, progress, full_refresh=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
+from psycopg import sql
 
-from loader import dbt
 from loader.config import Settings
-from loader.database import connect, resolve_url
-from loader.schema import relation_exists
+from loader.contract import LLM_CALLS, LOAD_AUDIT, TYPED_ROWS, USAGE_ROWS, LoadStatus, relation_exists
+from loader.pipeline import locked_database, prepare, rebuild_marts
+from loader.progress import Progress, silent
+from loader.schema import ensure_landing_tables
 
 
 @dataclass
@@ -52,69 +54,70 @@ def retention_cutoff(months: int, now: datetime | None = None) -> datetime | Non
             day -= 1
 
 
+_EXPIRED_CALLS = 'from {llm_calls} where "timestamp" < %s'
+_COUNT_EXPIRED_CALLS = "select count(*) " + _EXPIRED_CALLS
+_DELETE_EXPIRED_CALLS = "with gone as (delete " + _EXPIRED_CALLS + " returning 1) select count(*) from gone"
+
+# Loads that can hold rows to prune: finished ones whose oldest call, or whose start, is before the cutoff.
+_LOADS_TO_PRUNE = "select load_id from {load_audit} where status = %s and (oldest_call < %s or started_at < %s)"
+
 # Rows to prune: typed rows whose call timestamp is before the cutoff, and rejected rows without a usable
 # timestamp that were loaded before it. Only loads that can hold such rows are scanned.
 _EXPIRED_ROWS = """
     select t.load_id, t.record_number, t.rejection_reason is not null as rejected
-    from telemetry.int_usage_rows_typed as t
+    from {typed_rows} as t
     where t.load_id = any(%(loads)s)
       and (t."timestamp" < %(cutoff)s or (t."timestamp" is null and t.loaded_at < %(cutoff)s))
 """
+_COUNT_EXPIRED_ROWS = "select count(*), count(*) filter (where rejected) from (" + _EXPIRED_ROWS + ") as e"
+_DELETE_EXPIRED_ROWS = """
+    with expired as materialized (""" + _EXPIRED_ROWS + """),
+    gone_raw as (
+        delete from {usage_rows} as u using expired as e
+        where u.load_id = e.load_id and u.record_number = e.record_number
+    ),
+    gone as (
+        delete from {typed_rows} as t using expired as e
+        where t.load_id = e.load_id and t.record_number = e.record_number
+        returning e.rejected
+    )
+    select count(*), count(*) filter (where rejected) from gone
+"""
+_REFRESH_OLDEST_CALL = """
+    update {load_audit} as a
+    set oldest_call = (select min(t."timestamp") from {typed_rows} as t where t.load_id = a.load_id)
+    where a.load_id = any(%s)
+"""
+_RELATIONS = {"llm_calls": LLM_CALLS, "load_audit": LOAD_AUDIT, "typed_rows": TYPED_ROWS, "usage_rows": USAGE_ROWS}
+
+
+def _sql(template: str) -> sql.Composed:
+    return sql.SQL(template).format(**_RELATIONS)
 
 
 def prune_calls(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run: bool = False) -> PruneResult:
     """Delete (or count) the calls older than the cutoff; the marts must be rebuilt afterwards."""
     result = PruneResult(cutoff=cutoff, dry_run=dry_run)
-    if cutoff is None or not relation_exists(conn, "telemetry.llm_calls"):
+    if cutoff is None or not relation_exists(conn, LLM_CALLS):
         return result
-    expired_calls = 'from telemetry.llm_calls where "timestamp" < %s'
-    statement = (f"select count(*) {expired_calls}" if dry_run
-                 else f"with gone as (delete {expired_calls} returning 1) select count(*) from gone")
+    statement = _sql(_COUNT_EXPIRED_CALLS if dry_run else _DELETE_EXPIRED_CALLS)
     result.calls = conn.execute(statement, [cutoff]).fetchone()[0]
     return result
 
 
 def prune_rows(conn: psycopg.Connection, cutoff: datetime | None, result: PruneResult) -> PruneResult:
     """Delete (or count) the landing and typed rows older than the cutoff, rejects included."""
-    if cutoff is None or not relation_exists(conn, "telemetry.int_usage_rows_typed"):
+    if cutoff is None or not relation_exists(conn, TYPED_ROWS):
         return result
-    loads = [r[0] for r in conn.execute(
-        "select load_id from telemetry_raw.load_audit where status = 'done' "
-        "and (oldest_call < %s or started_at < %s)",
-        [cutoff, cutoff],
-    )]
+    loads = [r[0] for r in conn.execute(_sql(_LOADS_TO_PRUNE), [LoadStatus.DONE.value, cutoff, cutoff])]
     if not loads:
         return result
     params = {"loads": loads, "cutoff": cutoff}
     if result.dry_run:
-        row = conn.execute(f"select count(*), count(*) filter (where rejected) from ({_EXPIRED_ROWS}) as e",
-                           params).fetchone()
+        row = conn.execute(_sql(_COUNT_EXPIRED_ROWS), params).fetchone()
     else:
-        row = conn.execute(
-            f"""
-            with expired as materialized ({_EXPIRED_ROWS}),
-            gone_raw as (
-                delete from telemetry_raw.usage_rows as u using expired as e
-                where u.load_id = e.load_id and u.record_number = e.record_number
-            ),
-            gone as (
-                delete from telemetry.int_usage_rows_typed as t using expired as e
-                where t.load_id = e.load_id and t.record_number = e.record_number
-                returning e.rejected
-            )
-            select count(*), count(*) filter (where rejected) from gone
-            """,
-            params,
-        ).fetchone()
-        conn.execute(
-            """
-            update telemetry_raw.load_audit as a
-            set oldest_call = (select min(t."timestamp") from telemetry.int_usage_rows_typed as t
-                               where t.load_id = a.load_id)
-            where a.load_id = any(%s)
-            """,
-            [loads],
-        )
+        row = conn.execute(_sql(_DELETE_EXPIRED_ROWS), params).fetchone()
+        conn.execute(_sql(_REFRESH_OLDEST_CALL), [loads])
     result.raw_rows, result.rejected_rows = row
     return result
 
@@ -125,26 +128,19 @@ def prune_expired(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run:
 
 
 def prune(*, months: int | None = None, dry_run: bool = False, settings: Settings | None = None,
-          progress=lambda _: None) -> PruneResult:
+          progress: Progress = silent) -> PruneResult:
     """``telemetry prune``: delete what is older than the window, then rebuild the marts."""
-    from loader.ingest import acquire_lock, recover_interrupted_loads
-    from loader.schema import ensure_landing_tables
-
     settings = settings or Settings.from_env()
     cutoff = retention_cutoff(settings.retention_months if months is None else months)
-    url = resolve_url(settings)
-    with connect(url, autocommit=True) as conn:
-        acquire_lock(conn, progress)
+    with locked_database(settings, progress) as (conn, url):
         if dry_run:
             with conn.transaction(force_rollback=True):
                 ensure_landing_tables(conn)
                 return prune_expired(conn, cutoff, dry_run=True)
-        ensure_landing_tables(conn)
-        recover_interrupted_loads(conn, url, cutoff, progress)
+        prepare(conn, url, cutoff, progress)
         with conn.transaction():
             result = prune_expired(conn, cutoff)
         if result.anything:
             progress("rebuilding the marts")
-            dbt.invoke(url, ["run", "--select", "llm_calls+", "--exclude", "llm_calls"],
-                       dbt_vars={"retention_cutoff": cutoff.isoformat() if cutoff else "-infinity"})
+            rebuild_marts(url, cutoff)
     return result

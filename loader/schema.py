@@ -1,4 +1,8 @@
-"""The loader's own tables, the dashboard role, and the staging view the loader reads its counts from."""
+"""The loader's own tables (loader/sql/schema.sql), the reader role, and the staging view the loader counts with.
+
+All idempotent and cheap when nothing changed: the DDL runs only when its file changed, the staging view is
+rebuilt only when its rules changed.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,8 @@ from psycopg import sql
 
 from loader import dbt
 from loader.config import PROJECT_DIR
+from loader.contract import LOADER_STATE, READER_ROLE, STAGING_VIEW, get_state, relation_exists, set_state
 from loader.errors import TelemetryError
-
-STAGING_MODEL = "stg_telemetry__usage_rows"
-READER_ROLE = "telemetry_reader"
-
-
-def relation_exists(conn: psycopg.Connection, name: str) -> bool:
-    """Whether a table or view such as 'telemetry.llm_calls' exists."""
-    return conn.execute("select to_regclass(%s) is not null", [name]).fetchone()[0]
 
 
 def ensure_landing_tables(conn: psycopg.Connection) -> None:
@@ -29,17 +26,11 @@ def ensure_landing_tables(conn: psycopg.Connection) -> None:
     """
     ddl = resources.files("loader").joinpath("sql/schema.sql").read_text()
     digest = hashlib.sha256(ddl.encode()).hexdigest()
-    if relation_exists(conn, "telemetry_raw.loader_state"):
-        current = conn.execute("select value from telemetry_raw.loader_state where key = 'landing_schema'").fetchone()
-        if current and current[0] == digest:
-            return
+    if relation_exists(conn, LOADER_STATE) and get_state(conn, "landing_schema") == digest:
+        return
     conn.execute(ddl)
     ensure_reader_role(conn)
-    conn.execute(
-        "insert into telemetry_raw.loader_state (key, value) values ('landing_schema', %s) "
-        "on conflict (key) do update set value = excluded.value",
-        [digest],
-    )
+    set_state(conn, "landing_schema", digest)
 
 
 def ensure_reader_role(conn: psycopg.Connection) -> None:
@@ -79,21 +70,14 @@ def ensure_staging_view(conn: psycopg.Connection, url: str) -> None:
     runs replace it with the same definition.
     """
     digest = staging_rules_digest()
-    exists = relation_exists(conn, f"telemetry.{STAGING_MODEL}")
-    built_from = conn.execute("select value from telemetry_raw.loader_state where key = 'staging_rules'").fetchone()
-    if exists and built_from and built_from[0] == digest:
+    if relation_exists(conn, STAGING_VIEW) and get_state(conn, "staging_rules") == digest:
         return
     # The body is SQL compiled from our own dbt project, not user input.
-    body = sql.SQL(dbt.compiled_sql(url, STAGING_MODEL))  # type: ignore[arg-type]
-    view = sql.Identifier("telemetry", STAGING_MODEL)
+    body = sql.SQL(dbt.compiled_sql(url, STAGING_VIEW.name))  # type: ignore[arg-type]
     try:
         with conn.transaction():
-            conn.execute(sql.SQL("create or replace view {} as ").format(view) + body)
+            conn.execute(sql.SQL("create or replace view {} as ").format(STAGING_VIEW) + body)
     except psycopg.errors.InvalidTableDefinition:  # columns changed: views built on it are rebuilt by dbt
-        conn.execute(sql.SQL("drop view {} cascade").format(view))
-        conn.execute(sql.SQL("create view {} as ").format(view) + body)
-    conn.execute(
-        "insert into telemetry_raw.loader_state (key, value) values ('staging_rules', %s) "
-        "on conflict (key) do update set value = excluded.value",
-        [digest],
-    )
+        conn.execute(sql.SQL("drop view {} cascade").format(STAGING_VIEW))
+        conn.execute(sql.SQL("create view {} as ").format(STAGING_VIEW) + body)
+    set_state(conn, "staging_rules", digest)

@@ -1,9 +1,15 @@
 {#- Model-name matching against the price seed, the way genai-prices matches (see README, "Cost"). -#}
 
 {% macro compact_date_pattern() -%}
-    {#- A compact date suffix such as -20251211 (a real calendar date), rewritten to -2025-12-11 when a name
-        matches no rule as written; the same retry genai-prices makes. Generated from loader.prices. -#}
+    {#- A compact date suffix such as -20251211 (a real calendar date of 2000-2099), followed by -, : or the end:
+        the same rule as genai-prices' _normalize_compact_dated_ref, which tests/test_contract.py checks this
+        against. The leading lookahead does the calendar check (PostgreSQL lookaheads never capture). -#}
     '-(?=(?:20\d\d(?:(?:0[13578]|1[02])(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)(?:0[1-9]|[12]\d|30)|02(?:0[1-9]|1\d|2[0-8]))|20(?:[02468][048]|[13579][26])0229)(?:-|:|$))(20\d\d)(\d\d)(\d\d)'
+{%- endmacro %}
+
+{% macro compact_dates_rewritten(name) -%}
+    {#- The name with every compact date suffix rewritten: -20251211 -> -2025-12-11. -#}
+    regexp_replace({{ name }}, {{ compact_date_pattern() }}, '-\1-\2-\3', 'g')
 {%- endmacro %}
 
 {% macro price_rule_matches(name, match_type, match_value) -%}
@@ -47,7 +53,7 @@
             select
                 n.model,
                 n.name,
-                regexp_replace(n.name, {{ compact_date_pattern() }}, '-\1-\2-\3', 'g') as dated_name,
+                {{ compact_dates_rewritten('n.name') }} as dated_name,
                 coalesce(n.prefix_provider, (
                     select p.provider_id from providers as p
                     where n.name ~ p.provider_match

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
-from conftest import CORPUS, PROJECT_DIR
+from helpers import CORPUS, PROJECT_DIR
 from price_probes import PRICE_PROBES
 from reference import reference_cost
 
@@ -92,7 +92,7 @@ def test_every_viflo_row_gets_a_cost(telemetry):
 
 
 def test_reprice_applies_a_changed_seed_to_stored_calls(telemetry):
-    from loader.ingest import reprice
+    from loader.prices import reprice
 
     telemetry.ingest(telemetry.write("r.csv", "timestamp,model,prompt_tokens,completion_tokens\n"
                                      "2026-02-23T22:19:28Z,gpt-4o,1000,1000\n"))

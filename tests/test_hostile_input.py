@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS
+from helpers import CORPUS
 from hostile_files import COUNT_KEYS, HostileCase, build
 
 _FILES = Path(tempfile.mkdtemp(prefix="hostile-csv-"))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import CANONICAL_HEADER, CORPUS, PROJECT_DIR, csv_text
+from helpers import CANONICAL_HEADER, CORPUS, PROJECT_DIR, csv_text
 
 ROW_A = "2026-02-23T22:19:28Z,claude-3-opus,2500,4800,true,execute,125000,Phase 5 CI setup"
 ROW_B = "2026-02-23T22:20:28Z,claude-3-opus,3200,5600,true,execute,180000,Phase 6 test suite"

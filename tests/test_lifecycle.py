@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from conftest import PROJECT_DIR, csv_text
+from helpers import PROJECT_DIR, csv_text
 from psycopg import sql
 from reference import csv_calls
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import PROJECT_DIR
+from helpers import PROJECT_DIR
 from reference import csv_calls, totals
 
 from bench.generate import write as generate_csv

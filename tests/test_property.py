@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from conftest import Telemetry, with_dbname
+from helpers import Telemetry, with_dbname
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql

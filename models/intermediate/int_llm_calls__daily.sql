@@ -28,9 +28,7 @@ changed_days as (
 
     select distinct ("timestamp" at time zone 'UTC')::date as call_date
     from {{ ref('llm_calls') }}
-    where load_id in (
-        select load_id from {{ source('telemetry_raw', 'load_audit') }} where status = 'modelled'
-    )
+    where load_id in {{ loads_in_status('modelled') }}
     union
     select ({{ retention_cutoff() }} at time zone 'UTC')::date
 

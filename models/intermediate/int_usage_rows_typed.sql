@@ -33,6 +33,6 @@ select
     notes
 from {{ ref('stg_telemetry__usage_rows') }}
 {% if is_incremental() %}
-where load_id in (select load_id from {{ source('telemetry_raw', 'load_audit') }} where status = 'loaded')
+where load_id in {{ loads_in_status('loaded') }}
     and load_id > (select coalesce(max(load_id), 0) from {{ this }})
 {% endif %}

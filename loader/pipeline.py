@@ -1,0 +1,140 @@
+"""The load lifecycle around the files: the lock, recovery of interrupted loads, and running dbt.
+
+Every command that changes the database (``ingest csv``, ``prune``, ``prices reprice``) opens it through
+``locked_database``: one connection holding the advisory lock that serialises them, with the loader's tables
+in place and any load a crash left half-way recovered (see the state machine in ``loader.contract``). Then:
+``run_models`` builds llm_calls and everything downstream of the typed rows, ``rebuild_marts`` only what is
+downstream of llm_calls (after retention removed calls).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+from loader import dbt
+from loader.config import Settings
+from loader.contract import (
+    FILE_CHECKPOINTS,
+    LLM_CALLS,
+    LOAD_AUDIT,
+    PRICE_SEED,
+    STAGING_VIEW,
+    TYPED_ROWS,
+    USAGE_ROWS,
+    LoadStatus,
+    dbt_vars,
+    get_state,
+    relation_exists,
+    set_state,
+)
+from loader.database import connect, resolve_url
+from loader.outcomes import LoadResult, measure_outcomes
+from loader.progress import Progress
+from loader.schema import ensure_landing_tables, price_seed_digest, staging_rules_digest
+
+#: Advisory lock key shared by every ingest and prune on a database ('llm-tele' as a number).
+INGEST_LOCK_KEY = 0x6C6C6D2D74656C65
+
+
+def acquire_lock(conn: psycopg.Connection, progress: Progress) -> None:
+    """Take the ingest lock, saying so when another ingest holds it."""
+    got = conn.execute("select pg_try_advisory_lock(%s)", [INGEST_LOCK_KEY]).fetchone()[0]
+    if not got:
+        progress("another ingest is running on this database; waiting for it to finish...")
+        conn.execute("select pg_advisory_lock(%s)", [INGEST_LOCK_KEY])
+        progress("the other ingest finished; continuing")
+
+
+@contextmanager
+def locked_database(settings: Settings, progress: Progress) -> Iterator[tuple[psycopg.Connection, str]]:
+    """An autocommit connection to the configured database, holding the ingest lock, and its URL.
+
+    The lock is a session lock: it goes with the connection, also when the process dies.
+    """
+    url = resolve_url(settings)
+    with connect(url, autocommit=True) as conn:
+        acquire_lock(conn, progress)
+        yield conn, url
+
+
+def prepare(conn: psycopg.Connection, url: str, cutoff: datetime | None, progress: Progress) -> None:
+    """The loader's tables in place and interrupted loads recovered: the start of every writing command."""
+    ensure_landing_tables(conn)
+    recover_interrupted_loads(conn, url, cutoff, progress)
+
+
+def recover_interrupted_loads(
+    conn: psycopg.Connection, url: str, cutoff: datetime | None, progress: Progress
+) -> None:
+    """Undo loads a crash left 'loaded' (raw rows in, llm_calls not), finish 'modelled' ones.
+
+    Runs under the ingest lock, so no other load is in progress. An undone load's files lose their
+    checkpoint, so the next read takes them whole and deduplication restores exact counts.
+    """
+    with conn.transaction():
+        pending = [r[0] for r in conn.execute(
+            sql.SQL("select load_id from {} where status = %s order by load_id for update").format(LOAD_AUDIT),
+            [LoadStatus.LOADED.value],
+        )]
+        if pending:
+            progress(f"undoing {len(pending)} interrupted load(s): {', '.join(map(str, pending))}")
+            for relation in (USAGE_ROWS, TYPED_ROWS, LLM_CALLS):
+                if relation_exists(conn, relation):
+                    conn.execute(sql.SQL("delete from {} where load_id = any(%s)").format(relation), [pending])
+            conn.execute(
+                sql.SQL("delete from {checkpoints} as c using {audit} as a "
+                        "where a.load_id = any(%s) and a.source_file = c.source_file")
+                .format(checkpoints=FILE_CHECKPOINTS, audit=LOAD_AUDIT),
+                [pending],
+            )
+            conn.execute(
+                sql.SQL("update {} set status = %s, finished_at = clock_timestamp() where load_id = any(%s)")
+                .format(LOAD_AUDIT),
+                [LoadStatus.ABORTED.value, pending],
+            )
+    modelled = [LoadResult(source_file=source, load_id=load_id) for load_id, source in conn.execute(
+        sql.SQL("select load_id, source_file from {} where status = %s order by load_id").format(LOAD_AUDIT),
+        [LoadStatus.MODELLED.value],
+    )]
+    if modelled:
+        progress(f"finishing {len(modelled)} interrupted load(s): rebuilding the marts")
+        rebuild_marts(url, cutoff)
+        with conn.transaction():
+            measure_outcomes(conn, modelled, cutoff)
+
+
+def run_models(
+    conn: psycopg.Connection, url: str, cutoff: datetime | None, progress: Progress, *, full_refresh: bool = False
+) -> None:
+    """Build llm_calls and everything downstream of the typed rows with dbt.
+
+    The staging view and the price seed are rebuilt only when their files changed (or on a full refresh):
+    each dbt node costs time on every load. A full refresh rebuilds llm_calls from every load.
+    """
+    select = ["int_usage_rows_typed+", "rejected_rows"]
+    fresh = {"staging_rules": staging_rules_digest(), "price_seed": price_seed_digest()}
+    if full_refresh or get_state(conn, "staging_rules") != fresh["staging_rules"] or not relation_exists(
+            conn, STAGING_VIEW):
+        select.append(STAGING_VIEW.name)
+    if full_refresh or get_state(conn, "price_seed") != fresh["price_seed"] or not relation_exists(conn, PRICE_SEED):
+        select.append(PRICE_SEED.name)
+    all_loads = full_refresh or not relation_exists(conn, LLM_CALLS)
+    dbt.invoke(
+        url,
+        ["build", "--resource-type", "seed", "--resource-type", "model", "--select", *select,
+         *(["--full-refresh"] if full_refresh else [])],
+        dbt_vars=dbt_vars(cutoff, all_loads=all_loads),
+        on_node=lambda name, status: progress(f"  {name}: {status}"),
+    )
+    for key, value in fresh.items():
+        set_state(conn, key, value)
+
+
+def rebuild_marts(url: str, cutoff: datetime | None) -> None:
+    """Rebuild what is downstream of llm_calls (after calls left it)."""
+    dbt.invoke(url, ["run", "--select", "llm_calls+", "--exclude", "llm_calls"], dbt_vars=dbt_vars(cutoff))
