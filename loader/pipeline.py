@@ -1,8 +1,9 @@
 """The load lifecycle around the files: the lock, recovery of interrupted loads, and running dbt.
 
 Every command that changes the database (``ingest csv``, ``prune``, ``prices reprice``) opens it through
-``locked_database``: one connection holding the advisory lock that serialises them, with the loader's tables
-in place and any load a crash left half-way recovered (see the state machine in ``loader.contract``). Then:
+``locked_database``: one connection holding the advisory lock that serialises them; each then makes sure the
+loader's tables are in place and recovers any load a crash left half-way (``recover_interrupted_loads``, see the
+state machine in ``loader.contract``). Then:
 ``run_models`` builds llm_calls and everything downstream of the typed rows, ``rebuild_marts`` only what is
 downstream of llm_calls (after retention removed calls).
 """
@@ -35,7 +36,7 @@ from loader.contract import (
 from loader.database import connect, resolve_url
 from loader.outcomes import LoadResult, measure_outcomes
 from loader.progress import Progress
-from loader.schema import ensure_landing_tables, price_seed_digest, staging_rules_digest
+from loader.schema import price_seed_digest, staging_rules_digest
 
 #: Advisory lock key shared by every ingest and prune on a database ('llm-tele' as a number).
 INGEST_LOCK_KEY = 0x6C6C6D2D74656C65
@@ -60,12 +61,6 @@ def locked_database(settings: Settings, progress: Progress) -> Iterator[tuple[ps
     with connect(url, autocommit=True) as conn:
         acquire_lock(conn, progress)
         yield conn, url
-
-
-def prepare(conn: psycopg.Connection, url: str, cutoff: datetime | None, progress: Progress) -> None:
-    """The loader's tables in place and interrupted loads recovered: the start of every writing command."""
-    ensure_landing_tables(conn)
-    recover_interrupted_loads(conn, url, cutoff, progress)
 
 
 def recover_interrupted_loads(

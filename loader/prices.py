@@ -42,9 +42,10 @@ from genai_prices import data_snapshot
 from genai_prices import types as gp
 
 from loader.config import Settings
-from loader.pipeline import locked_database, prepare, run_models
+from loader.pipeline import locked_database, recover_interrupted_loads, run_models
 from loader.progress import Progress, silent
-from loader.retention import retention_cutoff
+from loader.retention import database_retention
+from loader.schema import ensure_landing_tables
 
 __all__ = (
     "DEFAULT_SEED_PATH",
@@ -413,9 +414,10 @@ def reprice(*, settings: Settings | None = None, progress: Progress = silent) ->
     Keys, and which load first brought each call, are unchanged: the rebuild keeps the first row read.
     """
     settings = settings or Settings.from_env()
-    cutoff = retention_cutoff(settings.retention_months)
     with locked_database(settings, progress) as (conn, url):
-        prepare(conn, url, cutoff, progress)
+        ensure_landing_tables(conn)
+        cutoff = database_retention(conn, settings).cutoff
+        recover_interrupted_loads(conn, url, cutoff, progress)
         run_models(conn, url, cutoff, progress, full_refresh=True)
 
 

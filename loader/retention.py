@@ -1,22 +1,42 @@
-"""Retention: calls older than TELEMETRY_RETENTION_MONTHS leave llm_calls, the landing table and the rejects.
+"""Retention: calls older than the database's window leave llm_calls, the landing table and the rejects.
 
-Every ingest prunes; ``telemetry prune`` does it on demand. Loads already past the window are not re-admitted:
-llm_calls only takes rows newer than the cutoff, and the ingest counts older ones as ``expired``.
+The window is a setting of the database (``loader_state.retention_months``), not of the process that happens to
+run: the first command on a database stores it (TELEMETRY_RETENTION_MONTHS, else 6 months), ``telemetry
+retention set N`` changes it, and an environment variable that disagrees is reported and not used. The cutoff
+is midnight UTC of the day N calendar months ago, so it moves once a day: between two runs of one day nothing
+ages out, and a run that loads nothing costs no pruning and no dbt.
+
+Every ingest prunes when the cutoff moved since the last prune (or when it loaded rows); ``telemetry prune``
+does it on demand. Loads past the window are not re-admitted: llm_calls only takes rows newer than the cutoff,
+and the ingest counts older ones as ``expired``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import psycopg
 from psycopg import sql
 
-from loader.config import Settings
-from loader.contract import LLM_CALLS, LOAD_AUDIT, TYPED_ROWS, USAGE_ROWS, LoadStatus, relation_exists
-from loader.pipeline import locked_database, prepare, rebuild_marts
+from loader.config import DEFAULT_RETENTION_MONTHS, MAX_RETENTION_MONTHS, Settings
+from loader.contract import (
+    LLM_CALLS,
+    LOAD_AUDIT,
+    TYPED_ROWS,
+    USAGE_ROWS,
+    LoadStatus,
+    get_state,
+    relation_exists,
+    set_state,
+)
+from loader.errors import TelemetryError
+from loader.pipeline import locked_database, rebuild_marts, recover_interrupted_loads
 from loader.progress import Progress, silent
 from loader.schema import ensure_landing_tables
+
+_WINDOW_KEY = "retention_months"
+_PRUNED_THROUGH_KEY = "pruned_through"
 
 
 @dataclass
@@ -26,6 +46,7 @@ class PruneResult:
     raw_rows: int = 0
     rejected_rows: int = 0
     dry_run: bool = False
+    notice: str | None = None
 
     @property
     def anything(self) -> bool:
@@ -36,22 +57,95 @@ class PruneResult:
                 "raw_rows": self.raw_rows, "rejected_rows": self.rejected_rows, "dry_run": self.dry_run}
 
 
-def retention_cutoff(months: int, now: datetime | None = None) -> datetime | None:
-    """The instant before which calls are expired: ``months`` calendar months before now (UTC).
+@dataclass(frozen=True)
+class Retention:
+    """The window in force on a database, and what to tell the user about it."""
 
-    None when retention is off (``months == 0``): nothing expires.
+    months: int
+    cutoff: datetime | None
+    notice: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"months": self.months, "cutoff": self.cutoff.isoformat() if self.cutoff else None}
+
+
+def check_months(months: int, where: str) -> int:
+    if not 0 <= months <= MAX_RETENTION_MONTHS:
+        raise TelemetryError(
+            f"{where}: {months} months is not a retention window; use 0 (keep everything) up to "
+            f"{MAX_RETENTION_MONTHS} (100 years)"
+        )
+    return months
+
+
+def retention_cutoff(months: int, now: datetime | None = None) -> datetime | None:
+    """The instant before which calls are expired: midnight UTC of the day ``months`` calendar months ago.
+
+    None when retention is off (``months == 0``): nothing expires. The 31st minus a month whose last day is
+    the 30th (or February's) is that month's last day.
     """
+    check_months(months, "retention")
     if months == 0:
         return None
-    now = now or datetime.now(UTC)
-    year, month = divmod(now.year * 12 + now.month - 1 - months, 12)
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    year, month = divmod(today.year * 12 + today.month - 1 - months, 12)
     month += 1
-    day = now.day
+    day = today.day
     while True:
         try:
-            return now.replace(year=year, month=month, day=day)
+            return datetime.combine(date(year, month, day), datetime.min.time(), UTC)
         except ValueError:  # e.g. 31 August minus 6 months: the last day of February
             day -= 1
+
+
+def database_retention(conn: psycopg.Connection, settings: Settings) -> Retention:
+    """The window stored in the database; a database without one stores the configured window (or the default).
+
+    ``settings.retention_months`` is None when TELEMETRY_RETENTION_MONTHS is unset; a value that differs from
+    the stored window is not used, and the returned notice says so and how to change the window.
+    """
+    configured = settings.retention_months
+    stored = stored_months(conn)
+    if stored is None:
+        months = check_months(configured if configured is not None else DEFAULT_RETENTION_MONTHS,
+                              "TELEMETRY_RETENTION_MONTHS")
+        set_state(conn, _WINDOW_KEY, str(months))
+        return Retention(months, retention_cutoff(months))
+    return Retention(stored, retention_cutoff(stored), disagreement(configured, stored))
+
+
+def stored_months(conn: psycopg.Connection) -> int | None:
+    """The window stored in the database; None before the first command set it."""
+    stored = get_state(conn, _WINDOW_KEY)
+    return int(stored) if stored is not None else None
+
+
+def disagreement(configured: int | None, months: int) -> str | None:
+    """What to tell the user when TELEMETRY_RETENTION_MONTHS disagrees with the database's window."""
+    if configured is None or configured == months:
+        return None
+    return (f"TELEMETRY_RETENTION_MONTHS={configured} differs from this database's retention window of "
+            f"{months} months, which is used; to change the window run: telemetry retention set {configured}")
+
+
+def set_retention(months: int, *, settings: Settings | None = None, progress: Progress = silent) -> Retention:
+    """``telemetry retention set N``: store a new window; the next ingest or prune applies it."""
+    check_months(months, "telemetry retention set")
+    settings = settings or Settings.from_env()
+    with locked_database(settings, progress) as (conn, _url):
+        ensure_landing_tables(conn)
+        set_state(conn, _WINDOW_KEY, str(months))
+    return Retention(months, retention_cutoff(months))
+
+
+def cutoff_moved(conn: psycopg.Connection, cutoff: datetime | None) -> bool:
+    """Whether calls may have aged out since the last prune (the cutoff moves once a day)."""
+    return cutoff is not None and get_state(conn, _PRUNED_THROUGH_KEY) != cutoff.isoformat()
+
+
+def mark_pruned(conn: psycopg.Connection, cutoff: datetime | None) -> None:
+    if cutoff is not None:
+        set_state(conn, _PRUNED_THROUGH_KEY, cutoff.isoformat())
 
 
 _EXPIRED_CALLS = 'from {llm_calls} where "timestamp" < %s'
@@ -105,11 +199,17 @@ def prune_calls(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run: b
     return result
 
 
-def prune_rows(conn: psycopg.Connection, cutoff: datetime | None, result: PruneResult) -> PruneResult:
-    """Delete (or count) the landing and typed rows older than the cutoff, rejects included."""
+def prune_rows(
+    conn: psycopg.Connection, cutoff: datetime | None, result: PruneResult, *, only_loads: list[int] | None = None
+) -> PruneResult:
+    """Delete (or count) the landing and typed rows older than the cutoff, rejects included.
+
+    ``only_loads``: look only at these loads (the ones just loaded, when the cutoff did not move).
+    """
     if cutoff is None or not relation_exists(conn, TYPED_ROWS):
         return result
-    loads = [r[0] for r in conn.execute(_sql(_LOADS_TO_PRUNE), [LoadStatus.DONE.value, cutoff, cutoff])]
+    loads = [r[0] for r in conn.execute(_sql(_LOADS_TO_PRUNE), [LoadStatus.DONE.value, cutoff, cutoff])
+             if only_loads is None or r[0] in only_loads]
     if not loads:
         return result
     params = {"loads": loads, "cutoff": cutoff}
@@ -129,17 +229,27 @@ def prune_expired(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run:
 
 def prune(*, months: int | None = None, dry_run: bool = False, settings: Settings | None = None,
           progress: Progress = silent) -> PruneResult:
-    """``telemetry prune``: delete what is older than the window, then rebuild the marts."""
+    """``telemetry prune``: delete what is older than the window (the database's, or ``months`` for this run
+    only), then rebuild the marts."""
     settings = settings or Settings.from_env()
-    cutoff = retention_cutoff(settings.retention_months if months is None else months)
     with locked_database(settings, progress) as (conn, url):
         if dry_run:
             with conn.transaction(force_rollback=True):
                 ensure_landing_tables(conn)
-                return prune_expired(conn, cutoff, dry_run=True)
-        prepare(conn, url, cutoff, progress)
+                retention = database_retention(conn, settings)
+                cutoff = retention.cutoff if months is None else retention_cutoff(months)
+                result = prune_expired(conn, cutoff, dry_run=True)
+                result.notice = retention.notice if months is None else None
+                return result
+        ensure_landing_tables(conn)
+        retention = database_retention(conn, settings)
+        recover_interrupted_loads(conn, url, retention.cutoff, progress)
+        cutoff = retention.cutoff if months is None else retention_cutoff(months)
         with conn.transaction():
             result = prune_expired(conn, cutoff)
+            if months is None:
+                mark_pruned(conn, cutoff)
+        result.notice = retention.notice if months is None else None
         if result.anything:
             progress("rebuilding the marts")
             rebuild_marts(url, cutoff)

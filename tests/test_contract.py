@@ -34,6 +34,12 @@ def test_the_landing_table_accepts_exactly_the_load_statuses():
     assert _schema_statuses() == [status.value for status in contract.LoadStatus]
 
 
+def test_dbt_and_the_loader_compare_the_same_call_values():
+    text = (PROJECT_DIR / "macros" / "call_values.sql").read_text()
+    listed = re.search(r"return\(\[([^\]]*)\]\)", text)
+    assert listed and re.findall(r"'([^']+)'", listed.group(1)) == list(contract.CALL_VALUE_COLUMNS)
+
+
 def test_models_never_spell_a_load_status_literally():
     for path in PROJECT_DIR.glob("models/**/*.sql"):
         text = path.read_text()

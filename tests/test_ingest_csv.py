@@ -182,6 +182,40 @@ def test_explicit_session_ids_make_the_key(telemetry):
     assert telemetry.scalar("select notes from telemetry.llm_calls where prompt_name = 'plan'") == "first write"
 
 
+def test_a_stored_key_with_other_values_is_a_conflict_counted_warned_and_kept(telemetry):
+    header = "timestamp,model,prompt_tokens,task_type,session_id,notes"
+    first = telemetry.write("first.csv", csv_text("2026-02-23T22:19:28Z,m,100,plan,s1,first write",
+                                                  "2026-02-23T22:20:00Z,m,5,plan,s2,same in both", header=header))
+    telemetry.ingest(first)
+    second = telemetry.write("second.csv", csv_text(
+        "2026-02-23T22:19:28Z,m,999,plan,s1,rewritten",       # line 2: the stored key, other values
+        "2026-02-23T22:20:00Z,m,5,plan,s2,same in both",      # line 3: an identical duplicate, no conflict
+        "2026-02-23T22:21:00Z,m,1,plan,s3,new",               # line 4: new
+        "2026-02-23T22:21:00Z,m,2,plan,s3,new but changed",   # line 5: same key as line 4 in this file
+        header=header))
+    dry = json.loads(telemetry.cli("ingest", "csv", str(second), "--dry-run", "--json").stdout)
+    result = telemetry.cli("ingest", "csv", str(second), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["inserted"], summary["duplicates"], summary["conflicts"]) == (1, 3, 2)
+    assert summary["files"][0]["conflict_lines"] == [2, 5]
+    assert {k: dry[k] for k in ("inserted", "duplicates", "conflicts")} == {"inserted": 1, "duplicates": 3,
+                                                                           "conflicts": 2}
+    warning = [line for line in result.stderr.splitlines() if "not inserted" in line]
+    assert warning == [f"warning: {second}: 2 rows not inserted: same (timestamp, session_id, prompt_name) as a "
+                       f"call already stored but other values (lines 2, 5); counted as duplicates; both versions "
+                       f"are in telemetry.call_conflicts where load_id = {summary['files'][0]['load_id']}"]
+    assert telemetry.query("select input_tokens from telemetry.llm_calls order by session_id") == [(100,), (5,), (1,)]
+    assert telemetry.query(
+        "select line_number, stored_line_number, stored_input_tokens, conflicting_input_tokens, conflicting_notes,"
+        " stored_source_file, source_file from telemetry.call_conflicts order by line_number"
+    ) == [(2, 2, 100, 999, "rewritten", str(first), str(second)),
+          (5, 4, 1, 2, "new but changed", str(second), str(second))]
+    assert telemetry.scalar("select conflicts from telemetry_raw.load_audit where source_file = %s", [str(second)]) == 2
+    again = json.loads(telemetry.cli("ingest", "csv", str(second), "--json").stdout)
+    assert again["files"][0]["read"] == "unchanged" and telemetry.count("telemetry.call_conflicts") == 2
+
+
 # --- rejects ---------------------------------------------------------------------------------------------------
 
 

@@ -50,7 +50,7 @@ def test_prune_dry_run_on_eight_months_reports_what_it_would_delete(telemetry):
     old = sum(1 for c in calls if c["timestamp"] < cutoff)
     assert 0 < old < len(calls)
 
-    dry = telemetry.cli("prune", "--dry-run", "--json", env={"TELEMETRY_RETENTION_MONTHS": "6"})
+    dry = telemetry.cli("prune", "--dry-run", "--json", "--months", "6")
     assert dry.returncode == 0, dry.stderr
     report = json.loads(dry.stdout)
     assert (report["calls"], report["raw_rows"], report["dry_run"]) == (old, old, True)
@@ -81,10 +81,75 @@ def test_old_rows_are_expired_and_never_come_back(telemetry):
 
 def test_every_ingest_ends_with_pruning(telemetry):
     telemetry.ingest(telemetry.write("a.csv", csv_text(row(200, 1), row(1, 2))))  # retention off: both stored
-    telemetry.retention_months = 6
+    assert telemetry.cli("retention", "set", "6").returncode == 0
     summary = telemetry.ingest(telemetry.write("b.csv", csv_text(row(1, 3))))
     assert summary.pruned.calls == 1
     assert telemetry.count("telemetry.llm_calls") == 2
+
+
+def test_the_retention_window_is_a_setting_of_the_database(telemetry):
+    """History loaded with retention off survives a plain cron run; only `retention set` changes the window."""
+    telemetry.ingest(telemetry.write("history.csv", csv_text(row(400, 1), row(1, 2))))  # a new database: 0 stored
+    plain = telemetry.cli("ingest", "csv", str(telemetry.write("cron.csv", csv_text(row(1, 3)))), "--json",
+                          env={"TELEMETRY_RETENTION_MONTHS": ""})
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["pruned"]["calls"] == 0 and "warning" not in plain.stderr
+    disagreeing = telemetry.cli("ingest", "csv", str(telemetry.write("cron.csv", csv_text(row(1, 3)))),
+                                env={"TELEMETRY_RETENTION_MONTHS": "6"})
+    assert disagreeing.returncode == 0
+    assert ("warning: TELEMETRY_RETENTION_MONTHS=6 differs from this database's retention window of 0 months, "
+            "which is used; to change the window run: telemetry retention set 6") in disagreeing.stderr
+    assert telemetry.count("telemetry.llm_calls") == 3
+    status = json.loads(telemetry.cli("db", "status", "--json", env={"TELEMETRY_RETENTION_MONTHS": ""}).stdout)
+    assert (status["retention"]["months"], status["calls"]) == (0, 3)
+
+    assert telemetry.cli("retention", "set", "6").returncode == 0
+    status = json.loads(telemetry.cli("db", "status", "--json", env={"TELEMETRY_RETENTION_MONTHS": ""}).stdout)
+    assert status["retention"] == {"months": 6, "cutoff": retention_cutoff(6).isoformat(), "notice": None}
+    applied = json.loads(telemetry.cli("ingest", "csv", str(telemetry.tmp_path / "cron.csv"), "--json").stdout)
+    assert applied["pruned"]["calls"] == 1
+    assert telemetry.count("telemetry.llm_calls") == 2
+
+
+def test_the_cutoff_is_midnight_utc_so_it_moves_once_a_day():
+    assert retention_cutoff(6, datetime(2026, 11, 25, 13, 45, tzinfo=UTC)) == datetime(2026, 5, 25, tzinfo=UTC)
+    assert retention_cutoff(6, datetime(2026, 8, 31, 23, 59, tzinfo=UTC)) == datetime(2026, 2, 28, tzinfo=UTC)
+    assert retention_cutoff(0) is None
+
+
+def _exactly_months_ago(now: datetime, months: int) -> datetime:
+    year, month = divmod(now.year * 12 + now.month - 1 - months, 12)
+    for day in range(now.day, 0, -1):
+        try:
+            return now.replace(year=year, month=month + 1, day=day)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def test_a_run_that_loads_nothing_on_an_aging_database_prunes_nothing_and_runs_no_dbt(telemetry):
+    """Calls one second apart right at 'now minus 6 months' would age out between any two runs, each run
+    pruning a few and rebuilding the marts; the cutoff is midnight UTC, so they age out once, at midnight."""
+    telemetry.retention_months = 6
+    edge = _exactly_months_ago(datetime.now(UTC).replace(microsecond=0), 6)
+    rows = [f"{(edge + timedelta(seconds=i)):%Y-%m-%dT%H:%M:%SZ},gpt-4o,1,1,true,execute,1,edge {i}"
+            for i in range(60)]
+    path = telemetry.write("usage.csv", csv_text(*rows))
+    first = telemetry.ingest(path)
+    assert first.total("inserted") == 60
+    time.sleep(2)
+    messages: list[str] = []
+    again = telemetry.ingest(path, progress=messages.append)
+    assert (again.loads[0].read, again.pruned.calls) == ("unchanged", 0)
+    assert not any("dbt" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("months", ["99999", "1201", "²", "-1", "6.5"])
+def test_an_absurd_retention_window_is_refused_in_one_line(telemetry, months):
+    for args in (("retention", "set", months), ("prune", "--months", months)):
+        result = telemetry.cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) <= 2 and "Traceback" not in result.stderr
 
 
 # --- incremental reads and rotation ------------------------------------------------------------------------------

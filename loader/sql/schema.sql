@@ -22,6 +22,9 @@ create table if not exists telemetry_raw.load_audit (
     -- done: marts rebuilt; aborted: the load was interrupted and undone by the next run.
     status       text        not null check (status in ('loaded', 'modelled', 'done', 'aborted'))
 );
+-- Added in 0.2.0 (this file is re-applied whenever it changes, so existing databases gain the column):
+-- duplicates whose values differ from the stored call's (a part of duplicates; see telemetry.call_conflicts).
+alter table telemetry_raw.load_audit add column if not exists conflicts bigint;
 
 -- Numbers the records of the load being written (reset by the loader at each load, under its lock).
 create sequence if not exists telemetry_raw.usage_rows_record_number;
@@ -63,6 +66,14 @@ create table if not exists telemetry_raw.file_checkpoints (
     clean_end         boolean     not null,
     updated_at        timestamptz not null
 );
+-- Added in 0.2.0: the file as it was when read (an unchanged stat means an unchanged file; mtime_ns is null when
+-- the file changed too recently to trust it), and the SHA-256 of every byte read, [0, bytes_read), which catches
+-- edits anywhere. Null in checkpoints of 0.1.0: those are verified against the load audit's sha256 instead.
+alter table telemetry_raw.file_checkpoints add column if not exists file_size bigint;
+alter table telemetry_raw.file_checkpoints add column if not exists mtime_ns bigint;
+alter table telemetry_raw.file_checkpoints add column if not exists ctime_ns bigint;
+alter table telemetry_raw.file_checkpoints add column if not exists file_id text;
+alter table telemetry_raw.file_checkpoints add column if not exists prefix_fingerprint text;
 
 
 -- Small facts the loader keeps about itself, e.g. which version of the staging rules the view was built from.

@@ -1,0 +1,81 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='load_id',
+        indexes=[{'columns': ['load_id']}],
+        grants={'select': []},
+    )
+}}
+
+{#- Rows that were not inserted because a call with their key (timestamp, session_id, prompt_name) is stored,
+    although their values differ: the key is the upstream design, so the first row read stays, and both versions
+    are kept here for a person to look at. Identical duplicates are not conflicts. Incremental by load: each run
+    adds the conflicts of the loads just modelled (delete+insert on load_id, so a repeated run adds nothing).
+    Holds raw values, so, like rejected_rows, it is not granted to telemetry_reader. -#}
+
+{%- set columns = call_value_columns() %}
+
+with
+
+batch as (
+
+    select * from {{ ref('int_usage_rows_typed') }}
+    where rejection_reason is null
+        and "timestamp" >= {{ retention_cutoff() }}
+    {% if is_incremental() %}
+        and load_id in {{ loads_in_status('modelled') }}
+    {% endif %}
+
+),
+
+{#- Only rows that did not become a call can conflict; the anti-join on (load_id, line) is cheap, and the few
+    rows left find their stored call through llm_calls' unique index on the hashed key. -#}
+not_inserted as (
+
+    select * from batch as b
+    where not exists (
+        select 1 from {{ ref('llm_calls') }} as c
+        where c.load_id = b.load_id and c.source_line_number = b.line_number
+    )
+
+),
+
+stored as (
+
+    select
+        c.*,
+        c.reported_cost_usd as cost_usd
+    from {{ ref('llm_calls') }} as c
+
+)
+
+select
+    b.load_id,
+    a.source_file,
+    b.line_number,
+    b."timestamp",
+    b.session_id,
+    b.prompt_name,
+    s.load_id as stored_load_id,
+    sa.source_file as stored_source_file,
+    s.source_line_number as stored_line_number,
+    {%- for column in columns %}
+    s.{{ column }} as stored_{{ column }},
+    b.{{ column }} as conflicting_{{ column }},
+    {%- endfor %}
+    b.loaded_at
+from not_inserted as b
+join stored as s
+    on s."timestamp" = b."timestamp"
+    and md5(s.session_id) = md5(b.session_id)
+    and md5(s.prompt_name) = md5(b.prompt_name)
+    and s.session_id = b.session_id
+    and s.prompt_name = b.prompt_name
+left join {{ source('telemetry_raw', 'load_audit') }} as a on a.load_id = b.load_id
+left join {{ source('telemetry_raw', 'load_audit') }} as sa on sa.load_id = s.load_id
+where (
+        {%- for column in columns %}
+        s.{{ column }} is distinct from b.{{ column }}{{ ' or' if not loop.last }}
+        {%- endfor %}
+    )
