@@ -50,6 +50,7 @@ def _progress_printer(enabled: bool):
 
 
 def _print_summary(summary, as_json: bool) -> None:
+    from loader.checkpoints import READ_DESCRIPTIONS
     from loader.ingest import IngestSummary
 
     assert isinstance(summary, IngestSummary)
@@ -72,14 +73,15 @@ def _print_summary(summary, as_json: bool) -> None:
                 + ("" if summary.dry_run else f"; both versions are in telemetry.call_conflicts where load_id = "
                    f"{load.load_id}")
             )
+        if load.pending:
+            _err(f"warning: {load.pending}")
     for notice in summary.notices:
         _err(f"warning: {notice}")
     if as_json:
         print(json.dumps(summary.as_dict()))
         return
     for load in summary.loads:
-        what = "unchanged since the last load, nothing read" if load.read == "unchanged" else (
-            "read the bytes appended since the last load" if load.read == "grown" else "read in full")
+        what = READ_DESCRIPTIONS.get(load.read, "read in full")
         _out(f"{'dry run: ' if summary.dry_run else ''}{load.source_file}: {what}")
     verbs = (
         ("would insert", "would skip as duplicates", "  of which conflicts", "would reject",

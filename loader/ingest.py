@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from loader.checkpoints import ReadPlan, plan_read, save_checkpoint
+from loader.checkpoints import READ_DESCRIPTIONS, ReadPlan, plan_read, save_checkpoint
 from loader.config import Settings
 from loader.contract import LOAD_AUDIT, LoadStatus
 from loader.csvfile import Header, read_header
@@ -84,6 +84,7 @@ class IngestSummary:
                     "duplicates": load.duplicates,
                     "conflicts": load.conflicts,
                     "conflict_lines": load.conflict_lines,
+                    "pending": load.pending,
                     "rejected": load.rejected,
                     "expired": load.expired,
                     "rejects": [
@@ -154,12 +155,15 @@ def _load_files(conn: psycopg.Connection, headers: list[Header], progress: Progr
     for header in headers:
         plan = plan_read(conn, header)
         if plan.unchanged:
-            progress(f"{header.path}: unchanged since the last load, nothing to read")
-            loads.append(LoadResult(source_file=str(header.path.resolve()), load_id=None, read="unchanged"))
+            progress(f"{header.path}: {READ_DESCRIPTIONS[plan.reason]}")
+            loads.append(LoadResult(source_file=str(header.path.resolve()), load_id=None, read=plan.reason,
+                                    pending=plan.pending_notice))
             continue
         progress(f"loading {header.path} ({plan.reason}, from byte {plan.start:,})")
         with conn.transaction():
-            loads.append(_load_one(conn, header, plan, progress))
+            load = _load_one(conn, header, plan, progress)
+        load.pending = plan.pending_notice
+        loads.append(load)
     return loads
 
 

@@ -3,7 +3,9 @@
 Two paths. The bulk path hands the file's bytes to PostgreSQL's own CSV parser (COPY ... FORMAT csv), the
 fastest way there is; the careful path parses record by record in Python, so that every bad record (ragged,
 bad UTF-8, NUL bytes, broken quotes) becomes a reject with its line number instead of failing the load.
-Memory does not grow with the file on either path.
+Memory does not grow with the file on either path, and both reject a record longer than MAX_RECORD_BYTES the same
+way: the bulk path leaves any file with such a line to the careful path, which rejects it without holding it.
+Both read exactly the planned range, which ends after a complete record, and extend the plan's fingerprint with it.
 """
 
 from __future__ import annotations
@@ -16,17 +18,21 @@ import time
 import psycopg
 from psycopg import sql
 
-from loader.checkpoints import ReadPlan
+from loader.checkpoints import Fingerprint, ReadPlan
 from loader.contract import USAGE_ROWS, USAGE_ROWS_RECORD_NUMBER
-from loader.csvfile import CSV_COLUMNS, HashingReader, Header, iter_records
+from loader.csvfile import CSV_COLUMNS, MAX_RECORD_BYTES, HashingReader, Header, iter_records
 from loader.progress import Progress
+from loader.sources import open_regular
 
 
 class _NeedsCarefulPath(Exception):
     """The bytes cannot go to COPY as they are (blank lines, NUL bytes, bad UTF-8, quoted line breaks...)."""
 
 
+# A line that fits in a chunk is shorter than the record limit, so only a block's first line (which continues the
+# previous block's tail) needs measuring.
 _BULK_CHUNK = 1 << 20
+assert _BULK_CHUNK <= MAX_RECORD_BYTES
 
 
 def copy_records(
@@ -38,16 +44,34 @@ def copy_records(
     when the header maps every column and each block of lines passes cheap checks; anything else (or a COPY
     error such as a ragged row) rolls it back and the careful path parses record by record in Python, so that
     each bad record becomes a reject with its line number. Returns the reader (hash, bytes) and whether the
-    read ended cleanly (after a newline, outside quotes).
+    read ended cleanly: the planned range was there in full and ends after a complete record (if not, the file
+    changed while it was read, and the checkpoint makes the next run read it in full).
     """
     if all(header.targets) and header.lf_line_endings:
         records, lines = plan.position.records, plan.position.lines
         try:
             with conn.transaction():
-                return _copy_bulk(conn, header, plan, load_id, progress)
+                fingerprint = _fingerprint_from_start(plan)
+                stream, clean_end = _copy_bulk(conn, header, plan, load_id, progress, fingerprint)
+                return stream, _finish(plan, stream, fingerprint, clean_end)
         except (_NeedsCarefulPath, psycopg.errors.DataError, psycopg.errors.QueryCanceled):
             plan.position.records, plan.position.lines = records, lines
-    return _copy_careful(conn, header, plan, load_id, progress)
+    fingerprint = _fingerprint_from_start(plan)
+    stream, clean_end = _copy_careful(conn, header, plan, load_id, progress, fingerprint)
+    return stream, _finish(plan, stream, fingerprint, clean_end)
+
+
+def _fingerprint_from_start(plan: ReadPlan) -> Fingerprint | None:
+    return plan.fingerprint.copy() if plan.fingerprint is not None and plan.fingerprint.length == plan.start else None
+
+
+def _finish(plan: ReadPlan, stream: HashingReader, fingerprint: Fingerprint | None, clean_end: bool) -> bool:
+    """Whether the read ended cleanly; the plan's fingerprint then covers [0, end), ready for the checkpoint."""
+    complete = stream.bytes_read == plan.end - plan.start  # else the file shrank while it was read
+    if complete and fingerprint is not None:
+        fingerprint.length = plan.end
+        plan.fingerprint = fingerprint
+    return clean_end and complete
 
 
 def _check_block(block: bytes, width: int) -> None:
@@ -77,8 +101,14 @@ def _check_block(block: bytes, width: int) -> None:
             raise _NeedsCarefulPath
 
 
+def _first_line_too_long(block: bytes) -> bool:
+    first = block.find(b"\n")
+    return first - (1 if first > 0 and block[first - 1] == 0x0D else 0) > MAX_RECORD_BYTES
+
+
 def _copy_bulk(
-    conn: psycopg.Connection, header: Header, plan: ReadPlan, load_id: int, progress: Progress
+    conn: psycopg.Connection, header: Header, plan: ReadPlan, load_id: int, progress: Progress,
+    fingerprint: Fingerprint | None,
 ) -> tuple[HashingReader, bool]:
     position = plan.position
     conn.execute(
@@ -89,8 +119,9 @@ def _copy_bulk(
     statement = sql.SQL("copy {} ({}) from stdin (format csv)").format(
         USAGE_ROWS, sql.SQL(", ").join(sql.Identifier(t) for t in header.targets if t))
     width = len(header.names)
-    with plan.path.open("rb") as handle, conn.cursor() as cursor:
-        stream = HashingReader(handle, plan.start, plan.end)
+    handle, _ = open_regular(plan.path)
+    with handle, conn.cursor() as cursor:
+        stream = HashingReader(handle, plan.start, plan.end, fingerprint.digest if fingerprint else None)
         next_report = time.monotonic() + 5
         with cursor.copy(statement) as copy:
             tail = b""
@@ -99,30 +130,35 @@ def _copy_bulk(
                 cut = block.rfind(b"\n") + 1
                 block, tail = block[:cut], block[cut:]
                 if block:
+                    if _first_line_too_long(block):
+                        raise _NeedsCarefulPath
                     _check_block(block, width)
                     copy.write(block)
+                if len(tail) > MAX_RECORD_BYTES + 1:
+                    raise _NeedsCarefulPath
                 if time.monotonic() > next_report:
                     progress(f"{plan.path.name}: {(plan.start + stream.bytes_read) * 100 // max(plan.end, 1)}% read")
                     next_report = time.monotonic() + 5
-            if tail.strip(b"\r\n"):
-                _check_block(tail, width)
-                copy.write(tail)
+            if tail:  # the range does not end with a line ending: only the careful path tells what is unfinished
+                raise _NeedsCarefulPath
         count = cursor.rowcount
     position.records += count
     position.lines += count
-    return stream, plan.end > 0 and not tail.strip(b"\r\n")
+    return stream, True
 
 
 def _copy_careful(
-    conn: psycopg.Connection, header: Header, plan: ReadPlan, load_id: int, progress: Progress
+    conn: psycopg.Connection, header: Header, plan: ReadPlan, load_id: int, progress: Progress,
+    fingerprint: Fingerprint | None,
 ) -> tuple[HashingReader, bool]:
     columns = [c for c in CSV_COLUMNS if c in header.loaded_columns]
     positions = [CSV_COLUMNS.index(c) for c in columns]
     statement = sql.SQL("copy {} (load_id, record_number, line_number, {}, parse_error) from stdin").format(
         USAGE_ROWS, sql.SQL(", ").join(map(sql.Identifier, columns)))
-    clean_end = True
-    with plan.path.open("rb") as handle:
-        stream = HashingReader(handle, plan.start, plan.end)
+    plan.position.unfinished = 0
+    handle, _ = open_regular(plan.path)
+    with handle:
+        stream = HashingReader(handle, plan.start, plan.end, fingerprint.digest if fingerprint else None)
         next_report = time.monotonic() + 5
         with conn.cursor().copy(statement) as copy:
             for record in iter_records(stream, header, plan.position):
@@ -131,12 +167,8 @@ def _copy_careful(
                     (load_id, record.record_number, record.line_number, *[values[p] for p in positions],
                      record.parse_error)
                 )
-                clean_end = record.parse_error != "unterminated quoted field"
                 if time.monotonic() > next_report:
                     progress(f"{plan.path.name}: {plan.position.records:,} rows read "
                              f"({(plan.start + stream.bytes_read) * 100 // max(plan.end, 1)}%)")
                     next_report = time.monotonic() + 5
-        if plan.end > 0:
-            handle.seek(plan.end - 1)
-            clean_end = clean_end and handle.read(1) == b"\n"
-    return stream, clean_end
+    return stream, plan.position.unfinished == 0

@@ -40,7 +40,9 @@ class LoadResult:
 
     source_file: str
     load_id: int | None
-    read: str = "new file"  # new file | grown | changed | unchanged
+    read: str = "new file"  # a key of loader.checkpoints.READ_DESCRIPTIONS
+    #: An unfinished last record that was not read (ReadPlan.pending_notice), else None.
+    pending: str | None = None
     rows_read: int = 0
     inserted: int = 0
     duplicates: int = 0

@@ -10,6 +10,8 @@ what `telemetry ingest csv PATH --json` must do with it:
 - ``file_error``: exit 2, exactly one stderr line, starting with ``error:`` and naming the file; nothing written.
 - ``loads``: exit 0 with these exact counts; every rejected record is kept in telemetry.rejected_rows with
   its line number and a reason matching ``rejects[line]`` (a regular expression, searched case-insensitively).
+  A last record whose line ending is not written yet is not read (``pending_line``): the next run reads nothing,
+  and says which line waits.
 
 Expected outcomes follow the README's documented rules, not what the loader happens to do. Valid rows are
 dated within the last few days so that no retention setting expires them; only the year-1 and year-9999
@@ -18,10 +20,16 @@ cases use other dates (the tests run with TELEMETRY_RETENTION_MONTHS=0, under wh
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
+import io
+import lzma
+import os
 import random
+import socket
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +47,8 @@ NOT_UTF8 = r"UTF-8"
 NUL = r"NUL"
 FIELD_COUNT = r"fields"
 MALFORMED = r"quot|malformed|CSV"
+TOO_LONG = r"record is longer than 1 MiB"
+MAX_RECORD = 1 << 20  # MAX_RECORD_BYTES of loader/csvfile.py, as the README documents it
 
 TEN_MB = 10_000_000
 
@@ -65,6 +75,8 @@ class HostileCase:
     error_mentions: tuple[str, ...] = ()
     #: For "loads": (SQL, expected rows) pairs checked after the load.
     checks: tuple[tuple[str, list[tuple]], ...] = ()
+    #: For "loads": the line where an unfinished last record starts (not read, announced), None when there is none.
+    pending_line: int | None = None
 
     def __post_init__(self) -> None:
         assert self.expect in ("file_error", "loads"), self.expect
@@ -128,11 +140,12 @@ def _file_errors(d: Path) -> list[HostileCase]:
     error("binary_garbage", "garbage.csv", random.Random(1).randbytes(4096), "4 KiB of random bytes")
     error("png_image", "image.csv",
           b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x06\x00\x00\x00\x1f\xf3\xffa"
-          + random.Random(2).randbytes(512), "a PNG image renamed to .csv")
+          + random.Random(2).randbytes(512), "a PNG image renamed to .csv", "PNG image")
     error("gzip_compressed_csv", "usage.csv.gz.csv",
-          gzip.compress(text_file(row(1), row(2)), mtime=0), "a gzip-compressed CSV, not decompressed")
+          gzip.compress(text_file(row(1), row(2)), mtime=0), "a gzip-compressed CSV, not decompressed",
+          "gzip-compressed; decompress it first")
     error("utf16_csv", "utf16.csv", "\ufeff".encode("utf-16-le") + text_file(row(1)).decode().encode("utf-16-le"),
-          "a UTF-16 file as Excel and PowerShell write them")
+          "a UTF-16 file as Excel and PowerShell write them", "UTF-16 encoded", "save it as UTF-8")
     error("latin1_header", "latin1-header.csv",
           b"timestamp,model,duraci\xf3n\n" + f"{ts(1)},gpt-4o,5\n".encode(), "the header itself is latin-1")
     error("nul_in_header", "nul-header.csv",
@@ -151,12 +164,11 @@ def _file_errors(d: Path) -> list[HostileCase]:
           "a required column is absent", "model")
     error("semicolon_delimited", "semicolons.csv",
           text_file(row(1).replace(",", ";"), header=CANONICAL_HEADER.replace(",", ";")),
-          "a European Excel export: one column named 'timestamp;model;...'")
-    error("excel_sep_hint", "sep-hint.csv", text_file(CANONICAL_HEADER, row(1), header="sep=,"),
-          "Excel's 'sep=,' line before the header")
+          "a European Excel export: one column named 'timestamp;model;...'",
+          "semicolon-delimited; llm-telemetry reads comma-separated files: re-export with commas")
     error("unterminated_quote_in_header", "quote-header.csv",
           text_file(row(1), row(2), header='"timestamp,model,prompt_tokens,notes'),
-          "the header opens a quote that never closes")
+          "the header opens a quote that never closes", "line 1: the header opens a quote that never closes")
 
     missing_dir = d / "no-csv-here"
     missing_dir.mkdir(parents=True, exist_ok=True)
@@ -182,10 +194,10 @@ def _file_errors(d: Path) -> list[HostileCase]:
 def _loads(d: Path) -> list[HostileCase]:
     cases = []
 
-    def load(name: str, filename: str, data: bytes, about: str, counts: dict, rejects: dict[int, str] | None = None,
-             checks: tuple = ()) -> None:
+    def load(name: str, filename: str, data: bytes | None, about: str, counts: dict,
+             rejects: dict[int, str] | None = None, checks: tuple = (), pending: int | None = None) -> None:
         cases.append(HostileCase(name, d / filename, data, "loads", about, counts=counts, rejects=rejects or {},
-                                 checks=checks))
+                                 checks=checks, pending_line=pending))
 
     load("header_only", "header-only.csv", text_file(), "the header and no record", loaded(0, 0))
 
@@ -207,8 +219,8 @@ def _loads(d: Path) -> list[HostileCase]:
     # --- CSV structure
     load("unterminated_quote", "unterminated.csv",
          text_file(row(1), row(2), row(3, notes='"Phase 2 the quote never closes, so this swallows'), row(4)),
-         "a quoted notes field never closed: the rest of the file is one broken record",
-         loaded(3, 2, rejected=1), {4: MALFORMED})
+         "a quoted notes field never closed: the record has not ended, so it is not read (a writer may still be "
+         "writing it) and the run says so", loaded(2, 2), pending=4)
     load("ragged_and_malformed_rows", "ragged.csv",
          text_file(row(1), ",".join(row(2).split(",")[:6]), row(3) + ",extra,fields", "# a comment line",
                    row(4), "," * 1_000_000, row(5, notes='"quoted"trailing'), row(6)),
@@ -246,8 +258,9 @@ def _loads(d: Path) -> list[HostileCase]:
          "classic Mac OS line endings (CR only)", loaded(2, 2))
     load("blank_lines_and_mixed_line_endings", "blank-mixed.csv",
          (CANONICAL_HEADER + "\n" + row(1) + "\r\n\n" + row(2) + "\n\r\n\n" + row(3)).encode(),
-         "blank lines in the middle, LF and CRLF mixed, no newline after the last record", loaded(3, 3),
-         checks=(("select source_line_number from telemetry.llm_calls order by 1", [(2,), (4,), (7,)]),))
+         "blank lines in the middle, LF and CRLF mixed, no newline after the last record: that record waits for "
+         "its line ending", loaded(2, 2), pending=7,
+         checks=(("select source_line_number from telemetry.llm_calls order by 1", [(2,), (4,)]),))
     load("blank_line_before_header", "blank-first.csv", b"\n" + text_file(row(1)),
          "a blank line before the header (blank lines are skipped)", loaded(1, 1))
 
@@ -368,11 +381,21 @@ def _loads(d: Path) -> list[HostileCase]:
     # --- size and text
     unit = 'Phase 9: pasted tool output, with "quotes", commas, and newlines\n'
     huge = ("Phase 9 " + unit * (TEN_MB // len(unit) + 1))[:TEN_MB]
-    load("ten_mb_notes_field", "ten-mb-notes.csv", text_file(row(1, success="false", notes=q(huge))),
-         "one failed call whose notes are 10 MB of pasted output with quotes, commas and newlines",
+    load("ten_mb_notes_field", "ten-mb-notes.csv",
+         text_file(row(1), row(2, success="false", notes=q(huge)), row(3)),
+         "a failed call whose notes are 10 MB of pasted output with quotes, commas and newlines: longer than the "
+         "1 MiB limit for one record, so it is rejected (and never held in memory); the lines after it keep their "
+         "numbers", loaded(3, 2, rejected=1), {3: TOO_LONG},
+         checks=(("select source_line_number from telemetry.llm_calls where notes = 'Phase 1 row 3'",
+                  [(4 + huge.count("\n"),)]),))
+    near = ("Phase 9 " + unit * (MAX_RECORD // len(unit)))[: MAX_RECORD * 96 // 100]
+    near_row = row(1, success="false", notes=q(near))
+    assert MAX_RECORD - 50_000 < len(near_row.encode()) <= MAX_RECORD  # quoting doubles the quotes
+    load("notes_field_just_under_the_limit", "near-limit-notes.csv", text_file(near_row),
+         "a failed call whose notes are just under 1 MiB, with quotes, commas and newlines: loads exactly",
          loaded(1, 1),
          checks=(("select length(notes), md5(notes), phase from telemetry.llm_calls",
-                  [(TEN_MB, hashlib.md5(huge.encode()).hexdigest(), "9")]),))
+                  [(len(near), hashlib.md5(near.encode()).hexdigest(), "9")]),))
     long_model = "claude-3-5-sonnet-" + _random_text(3, 10_000)
     load("very_long_model_name", "long-model.csv", text_file(row(1, model=long_model)),
          "a 10,000-character model name", loaded(1, 1),
@@ -402,11 +425,214 @@ def _loads(d: Path) -> list[HostileCase]:
     return cases
 
 
+def _fresh(path: Path) -> Path:
+    """Make room for a special file (FIFO, link, socket) at path, also when building into the same folder twice."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or path.exists():
+        if path.is_dir() and not path.is_symlink():
+            for child in path.iterdir():
+                child.unlink()
+            path.rmdir()
+        else:
+            path.unlink()
+    return path
+
+
+def _socket_at(path: Path) -> None:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(str(_fresh(path)))
+    finally:
+        server.close()
+
+
+def _xlsx() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/worksheets/sheet1.xml", "<worksheet/>")
+    return buffer.getvalue()
+
+
+def _encodings_and_formats(d: Path) -> list[HostileCase]:
+    """Files that are not UTF-8 text CSVs: each is named for what it is, with what to do about it."""
+    cases = []
+
+    def error(name: str, filename: str, data: bytes, about: str, *mentions: str) -> None:
+        cases.append(HostileCase(name, d / filename, data, "file_error", about, error_mentions=mentions))
+
+    text = text_file(row(1), row(2)).decode()
+    error("utf16_big_endian_with_bom", "utf16-be.csv", ("\ufeff" + text).encode("utf-16-be"),
+          "UTF-16 big-endian with its byte order mark", "UTF-16 encoded", "save it as UTF-8")
+    error("utf16_without_bom", "utf16-no-bom.csv", text.encode("utf-16-le"),
+          "UTF-16 little-endian without a byte order mark (every other byte is NUL)", "UTF-16 encoded")
+    error("utf32_with_bom", "utf32.csv", text.encode("utf-32"), "UTF-32 with its byte order mark",
+          "UTF-32 encoded", "save it as UTF-8")
+    error("xlsx_workbook", "report.csv", _xlsx(), "an Excel .xlsx workbook (a ZIP archive) renamed to .csv",
+          "ZIP archive", "save it as CSV")
+    error("xls_workbook", "legacy.csv", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + random.Random(3).randbytes(1024),
+          "an Excel 97-2003 .xls workbook renamed to .csv", "Excel 97-2003 workbook")
+    error("bzip2_compressed_csv", "usage.csv.bz2.csv", bz2.compress(text.encode()),
+          "a bzip2-compressed CSV", "bzip2-compressed; decompress it first")
+    error("xz_compressed_csv", "usage.csv.xz.csv", lzma.compress(text.encode()),
+          "an xz-compressed CSV", "xz-compressed; decompress it first")
+    error("pdf_document", "invoice.csv", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "a PDF renamed",
+          "PDF document")
+    error("tab_delimited", "tabs.csv", text_file(row(1).replace(",", "\t"), header=CANONICAL_HEADER.replace(",", "\t")),
+          "a TSV export", "tab-delimited; llm-telemetry reads comma-separated files")
+    error("pipe_delimited", "pipes.csv", text_file(row(1).replace(",", "|"), header=CANONICAL_HEADER.replace(",", "|")),
+          "a pipe-delimited export", "pipe-delimited")
+    error("excel_sep_semicolon", "sep-semicolon.csv",
+          b"sep=;\r\n" + text_file(row(1).replace(",", ";"), header=CANONICAL_HEADER.replace(",", ";"),
+                                   newline="\r\n"),
+          "Excel's 'sep=;' line before a semicolon-delimited header",
+          r"line 1: the file is semicolon-delimited \(its first line says sep=;\)")
+    error("header_quote_never_closes_20_mb", "quote-header-huge.csv",
+          b'"timestamp,model,' + b"x" * 20_000_000 + b"\n" + row(1).encode() + b"\n",
+          "a header that opens a quote and 20 MB follow: refused after 64 KiB, not after minutes",
+          "line 1: the header opens a quote that never closes within 64 KiB")
+    error("header_longer_than_64_kib", "wide-header.csv",
+          text_file(row(1) + ",v" * 20_000,
+                    header=CANONICAL_HEADER + "".join(f",extra_{i:05d}" for i in range(20_000))),
+          "20,000 extra column names: a header longer than the 64 KiB limit", "header is longer than 64 KiB")
+    error("header_of_whitespace_names", "blank-names.csv", b"  ,\t,   \n" + f"{ts(1)},gpt-4o,x\n".encode(),
+          "a header whose names are only spaces and tabs", "missing required columns timestamp, model")
+    error("only_a_sep_line", "only-sep.csv", b"sep=,\r\n", "Excel's sep=, line and nothing else", "empty")
+    error("a_million_blank_lines", "million-blank.csv", b"\n" * 500_000 + b" \t\r\n" * 500_000,
+          "a million lines of nothing but line endings, spaces and tabs", "empty")
+    return cases
+
+
+def _special_paths(d: Path) -> list[HostileCase]:
+    """Paths that are not regular files, or cannot be reached: refused in one line, before anything is written."""
+    cases = []
+
+    def error(name: str, path: Path, about: str, *mentions: str, names: Path | None = None) -> None:
+        cases.append(HostileCase(name, path, None, "file_error", about, error_mentions=mentions,
+                                 error_names=str(names) if names else None))
+
+    fifo = _fresh(d / "special" / "fifo.csv")
+    os.mkfifo(fifo)
+    error("fifo_named_csv", fifo, "a named pipe called .csv: reading it would block forever",
+          r"is a FIFO \(named pipe\), not a regular file")
+    zero = _fresh(d / "special" / "zero.csv")
+    zero.symlink_to("/dev/zero")
+    error("symlink_to_dev_zero", zero, "a link to /dev/zero: reading it would never end",
+          "is a symbolic link to /dev/zero, which is a character device, not a regular file")
+    error("dev_null", Path("/dev/null"), "the null device itself", "is a character device")
+    sock = d / "special" / "socket.csv"
+    _socket_at(sock)
+    error("socket_named_csv", sock, "a unix socket called .csv", "is a socket")
+    loop = _fresh(d / "special" / "loop-a.csv")
+    _fresh(d / "special" / "loop-b.csv").symlink_to(loop)
+    loop.symlink_to(d / "special" / "loop-b.csv")
+    error("symlink_loop", loop, "two links pointing at each other", "symbolic link loop")
+    dangling = _fresh(d / "special" / "dangling.csv")
+    dangling.symlink_to(d / "special" / "gone.csv")
+    error("dangling_symlink", dangling, "a link to a file that was deleted",
+          "no such file: it is a symbolic link to .*gone.csv, which does not exist")
+    inside_a_file = d / "special" / "plain.csv"
+    inside_a_file.write_bytes(text_file(row(1)))
+    error("path_through_a_file", inside_a_file / "usage.csv", "a path that goes through a file as if a directory",
+          "no such file")
+
+    folder_named_csv = d / "folder.csv"
+    folder_named_csv.mkdir(parents=True, exist_ok=True)
+    (folder_named_csv / "notes.txt").write_text("not a csv\n")
+    error("directory_named_like_a_csv", folder_named_csv, "a directory called folder.csv, with no CSV inside",
+          "holds no .csv files")
+    with_subdir = d / "has-subdir"
+    (with_subdir / "old.csv").mkdir(parents=True, exist_ok=True)
+    (with_subdir / "usage.csv").write_bytes(text_file(row(1)))
+    error("directory_holding_a_directory_named_csv", with_subdir,
+          "a good CSV next to a sub-directory called old.csv: refused, not silently skipped",
+          "is a directory, not a regular file", names=with_subdir / "old.csv")
+    with_fifo = d / "has-fifo"
+    with_fifo.mkdir(parents=True, exist_ok=True)
+    (with_fifo / "usage.csv").write_bytes(text_file(row(1)))
+    os.mkfifo(_fresh(with_fifo / "pipe.csv"))
+    error("directory_holding_a_fifo_named_csv", with_fifo,
+          "a good CSV next to a FIFO called pipe.csv: refused (not silently skipped, and never blocking)",
+          "FIFO", names=with_fifo / "pipe.csv")
+    (d / "globbed-dir.csv").mkdir(parents=True, exist_ok=True)
+    error("glob_matching_a_directory", d / "globbed-*.csv", "a glob whose only match is a directory",
+          "is a directory, not a regular file", names=d / "globbed-dir.csv")
+    return cases
+
+
+def _more_loads(d: Path) -> list[HostileCase]:
+    cases = []
+
+    def load(name: str, filename: str, data: bytes | None, about: str, counts: dict,
+             rejects: dict[int, str] | None = None, checks: tuple = (), pending: int | None = None) -> None:
+        cases.append(HostileCase(name, d / filename, data, "loads", about, counts=counts, rejects=rejects or {},
+                                 checks=checks, pending_line=pending))
+
+    load("excel_sep_hint", "sep-hint.csv",
+         ("\ufeffsep=,\r\n" + CANONICAL_HEADER + "\r\n" + row(1) + "\r\n" + row(2) + "\r\n").encode(),
+         "Excel's 'sep=,' line (after a BOM, CRLF) before the header is skipped; lines are counted from it",
+         loaded(2, 2), checks=(("select source_line_number from telemetry.llm_calls order by 1", [(3,), (4,)]),))
+    load("header_then_an_unfinished_row", "header-partial.csv",
+         (CANONICAL_HEADER + "\n" + row(1)[:30]).encode(),
+         "the header, then the first half of a row: nothing to read yet (not 'unchanged'), the row waits",
+         loaded(0, 0), pending=2)
+    fixed = len(row(0, notes=""))
+    exact = row(1, notes="Phase 1 " + "e" * (MAX_RECORD - fixed - 8))
+    over = row(2, notes="Phase 1 " + "o" * (MAX_RECORD - fixed - 7))
+    load("records_at_and_over_the_1_mib_limit", "limit.csv",
+         text_file(exact, over, "," * 1_100_000, row(4)),
+         "a record of exactly 1 MiB loads; one byte more, or a line of 1.1 million commas, is rejected as too "
+         "long (the bulk path hands such files to the careful path, which never holds them)",
+         loaded(4, 2, rejected=2), {3: TOO_LONG, 4: TOO_LONG},
+         checks=(("select source_line_number, length(notes) from telemetry.llm_calls order by 1",
+                  [(2, MAX_RECORD - fixed), (5, 13)]),))
+    load("line_endings_copy_markers_and_blank_lines", "endings.csv",
+         (CANONICAL_HEADER + "\n" + row(1) + "\n" + row(2)[:30] + "\r" + row(2)[30:] + "\n" + "\\.\n"
+          + "\\.\r\n" + "\n\r\n" * 100_000 + row(3) + "\r\n" + row(4) + "\r").encode(),
+         "a bare CR inside a line ends it (two short records), COPY's end marker \\. on its own line (LF and "
+         "CRLF) is a record of one field, 200,000 blank lines are skipped, and a last line that has its CR but not "
+         "its LF yet waits", loaded(6, 2, rejected=4),
+         {3: FIELD_COUNT, 4: FIELD_COUNT, 5: FIELD_COUNT, 6: FIELD_COUNT},
+         checks=(("select source_line_number from telemetry.llm_calls order by 1", [(2,), (200_007,)]),),
+         pending=200_008)
+    load("cr_only_with_an_unfinished_last_line", "cr-only-unfinished.csv",
+         text_file(row(1), row(2), newline="\r")[:-1] + b"\r" + row(3).encode(),
+         "classic Mac OS line endings; the last line has no CR yet", loaded(2, 2), pending=4)
+    load("quotes_in_odd_places", "odd-quotes.csv",
+         text_file(row(1, notes='a"b"c'), row(2, notes='""""'), row(3, model='"gpt-4o"'), row(4, notes='"a"b'),
+                   row(5, notes='"x" '), row(6, notes='"')),
+         "quotes inside an unquoted field are kept; a field of one escaped quote; a quoted model; text after a "
+         "closing quote (rejected); a lone quote at the end opens a field that never closes (waits)",
+         loaded(5, 3, rejected=2), {5: MALFORMED, 6: MALFORMED}, pending=7,
+         checks=(("select model, notes from telemetry.llm_calls order by source_line_number",
+                  [("gpt-4o", 'a"b"c'), ("gpt-4o", '"'), ("gpt-4o", "Phase 1 row 3")]),))
+    load("concatenated_files_repeat_the_header", "concatenated.csv",
+         text_file(row(1)) + b"\xef\xbb\xbf" + text_file(row(2)),
+         "two files joined with cat: the second header (with its BOM) is a record whose timestamp is not one",
+         loaded(3, 2, rejected=1), {3: NOT_A_TIMESTAMP})
+    target = d / "links" / "target.data"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(text_file(row(1), row(2)))
+    link = _fresh(d / "links" / "usage.csv")
+    link.symlink_to(target)
+    load("symlink_to_a_regular_file", "links/usage.csv", None, "a symbolic link to a regular file is read",
+         loaded(2, 2))
+    upper = d / "upper"
+    upper.mkdir(parents=True, exist_ok=True)
+    (upper / "USAGE.CSV").write_bytes(text_file(row(1), row(2)))
+    (upper / "backup.Csv").write_bytes(text_file(row(3)))
+    (upper / ".hidden.csv").write_bytes(b"")  # hidden files are not part of a directory
+    load("upper_case_csv_names_in_a_directory", "upper", None,
+         "a directory holding USAGE.CSV and backup.Csv: .csv matches in any case", loaded(3, 3))
+    return cases
+
+
 def build(directory: Path | str) -> list[HostileCase]:
     """Write every hostile file under `directory` and return the cases, file errors first."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    cases = _file_errors(directory) + _loads(directory)
+    cases = (_file_errors(directory) + _encodings_and_formats(directory) + _special_paths(directory)
+             + _loads(directory) + _more_loads(directory))
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"
     for case in cases:
