@@ -10,15 +10,18 @@ downstream of llm_calls (after retention removed calls).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from loader import dbt
-from loader.config import Settings
+from loader.config import PROJECT_DIR, Settings
 from loader.contract import (
     FILE_CHECKPOINTS,
     LLM_CALLS,
@@ -108,17 +111,18 @@ def run_models(
 ) -> None:
     """Build llm_calls and everything downstream of the typed rows with dbt.
 
-    The staging view and the price seed are rebuilt only when their files changed (or on a full refresh):
-    each dbt node costs time on every load. A full refresh rebuilds llm_calls from every load.
+    Views (the staging view among them) and the price seed are rebuilt only when their files changed, when they
+    are missing, or on a full refresh: each dbt node costs time on every load, and a view whose SQL did not change
+    is already what dbt would create. A full refresh rebuilds llm_calls from every load.
     """
-    select = ["int_usage_rows_typed+", "rejected_rows"]
-    fresh = {"staging_rules": staging_rules_digest(), "price_seed": price_seed_digest()}
+    fresh = {"staging_rules": staging_rules_digest(), "price_seed": price_seed_digest(), "views": _views_digest()}
+    select = _selection(conn, url, "int_usage_rows_typed+", full_refresh=full_refresh, views_digest=fresh["views"])
     if full_refresh or get_state(conn, "staging_rules") != fresh["staging_rules"] or not relation_exists(
             conn, STAGING_VIEW):
         select.append(STAGING_VIEW.name)
     if full_refresh or get_state(conn, "price_seed") != fresh["price_seed"] or not relation_exists(conn, PRICE_SEED):
         select.append(PRICE_SEED.name)
-    all_loads = full_refresh or not relation_exists(conn, LLM_CALLS)
+    all_loads = full_refresh or (not relation_exists(conn, LLM_CALLS) and _loads_past_loaded(conn))
     dbt.invoke(
         url,
         ["build", "--resource-type", "seed", "--resource-type", "model", "--select", *select,
@@ -130,6 +134,64 @@ def run_models(
         set_state(conn, key, value)
 
 
+def _loads_past_loaded(conn: psycopg.Connection) -> bool:
+    """Whether a load has gone past 'loaded' (so that llm_calls, when missing, must be rebuilt from every load).
+
+    On a new database every load is 'loaded', and the batch of the loads not yet modelled is every load: dbt's
+    variables then stay those of the next runs, and dbt keeps its partial parse (a change of --vars makes it
+    parse the whole project again, about 2 s).
+    """
+    return conn.execute(
+        sql.SQL("select exists (select 1 from {} where status not in (%s, %s))").format(LOAD_AUDIT),
+        [LoadStatus.LOADED.value, LoadStatus.ABORTED.value],
+    ).fetchone()[0]
+
+
 def rebuild_marts(url: str, cutoff: datetime | None) -> None:
-    """Rebuild what is downstream of llm_calls (after calls left it)."""
-    dbt.invoke(url, ["run", "--select", "llm_calls+", "--exclude", "llm_calls"], dbt_vars=dbt_vars(cutoff))
+    """Rebuild what is downstream of llm_calls (after calls left it); views are left alone, as in run_models."""
+    with connect(url, autocommit=True) as conn:
+        select = _selection(conn, url, "llm_calls+", full_refresh=False, views_digest=_views_digest())
+        dbt.invoke(url, ["run", "--select", *select, "--exclude", "llm_calls"], dbt_vars=dbt_vars(cutoff))
+
+
+def _views_digest() -> str:
+    """A digest of everything a model is compiled from: the models, the macros and dbt_project.yml."""
+    digest = hashlib.sha256()
+    paths = [*(PROJECT_DIR / "models").rglob("*"), *(PROJECT_DIR / "macros").rglob("*"),
+             PROJECT_DIR / "dbt_project.yml"]
+    for path in sorted(p for p in paths if p.is_file()):
+        digest.update(str(path.relative_to(PROJECT_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _views_current(conn: psycopg.Connection, digest: str) -> bool:
+    return get_state(conn, "views") == digest
+
+
+def _selection(conn: psycopg.Connection, url: str, root: str, *, full_refresh: bool, views_digest: str) -> list[str]:
+    """dbt's --select for ``root`` and what is downstream of it, without the views that need no rebuild.
+
+    A view is rebuilt when the project's files changed since the last run (its SQL may have), or when it is missing
+    (e.g. on a new database); otherwise only the tables and incremental models downstream of ``root`` are built.
+    The views are listed from dbt's manifest of the last run on this database, which matches the files when the
+    digest does (the digest is stored only after a successful run).
+    """
+    views = None if full_refresh or not _views_current(conn, views_digest) else _manifest_views(url)
+    if views is None:
+        return [root]
+    present = {row[0] for row in conn.execute(
+        "select n.nspname || '.' || c.relname from pg_class as c join pg_namespace as n on n.oid = c.relnamespace "
+        "where c.relkind = 'v' and n.nspname || '.' || c.relname = any(%s)", [list(views.values())])}
+    missing = [name for name, relation in views.items() if relation not in present and name != STAGING_VIEW.name]
+    return [f"{root},config.materialized:incremental", f"{root},config.materialized:table", *missing]
+
+
+def _manifest_views(url: str) -> dict[str, str] | None:
+    """The project's views as {model name: 'schema.relation'}, from dbt's manifest (None when there is none)."""
+    manifest = Path(dbt.target_path(url)) / "manifest.json"
+    try:
+        nodes = json.loads(manifest.read_text())["nodes"].values()
+    except (OSError, ValueError, KeyError):
+        return None
+    return {node["name"]: f"{node['schema']}.{node.get('alias') or node['name']}" for node in nodes
+            if node.get("resource_type") == "model" and node.get("config", {}).get("materialized") == "view"}

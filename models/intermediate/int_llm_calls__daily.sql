@@ -37,9 +37,19 @@ changed_days as (
 
 calls as (
 
-    select * from {{ ref('llm_calls') }}
     {% if is_incremental() %}
-    where ("timestamp" at time zone 'UTC')::date in (select call_date from changed_days)
+    {#- Each day's calls by a range of "timestamp", looked up in llm_calls' key index (the fence keeps the planner
+        from turning the lookup into a scan of every call). -#}
+    select c.*
+    from changed_days as d
+    cross join lateral (
+        select * from {{ ref('llm_calls') }} as c
+        where c."timestamp" >= d.call_date::timestamp at time zone 'UTC'
+            and c."timestamp" < (d.call_date + 1)::timestamp at time zone 'UTC'
+        offset 0
+    ) as c
+    {% else %}
+    select * from {{ ref('llm_calls') }}
     {% endif %}
 
 ),

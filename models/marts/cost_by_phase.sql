@@ -1,3 +1,5 @@
+{{ config(materialized='view') }}
+
 select
     phase,
     call_date,

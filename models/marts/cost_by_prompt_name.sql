@@ -1,3 +1,5 @@
+{{ config(materialized='view') }}
+
 select
     prompt_name,
     call_date,
