@@ -1,10 +1,29 @@
-{#- Safe casts from CSV text: each returns NULL for text it cannot type, so a bad value becomes a reject
-    with a reason instead of failing the whole run. -#}
+{#- Total casts from CSV text: each returns NULL for text it cannot type, so a bad value becomes a reject with a
+    reason instead of failing the whole run. No text, in any database collation, makes one of them raise:
+    - a cast (::int, ::bigint, ::numeric, ::timestamptz) only ever sees text already checked, character by
+      character, to be in the cast's own domain (ASCII digits, real calendar fields, offsets up to 15:59);
+    - character classes are spelled [0-9], never \d: in a database with an ICU or PG_UNICODE_FAST collation \d
+      also matches other scripts' digits (Arabic-Indic, fullwidth...), which no cast accepts;
+    - the checks inside a CASE branch are only evaluated once the branch's shape is known, and every one of them
+      is itself total (substr() of a checked shape, comparisons of text). -#}
+
+{% macro blank_characters() -%}
+    {#- What trim_blanks() removes from both ends of a value: the Unicode White_Space characters (ASCII space, tab,
+        LF, VT, FF, CR, NEL, no-break spaces, the U+2000 spaces, line and paragraph separators, ideographic space)
+        and the two invisible ones that copy and paste leaves behind: zero-width space and the byte order mark. -#}
+    E' \t\n\u000b\u000c\r\u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\u200b\ufeff'
+{%- endmacro %}
+
+{% macro trim_blanks(text) -%}
+    {#- The value with blank_characters() trimmed from both ends; NULL when nothing else is left. -#}
+    nullif(btrim({{ text }}, {{ blank_characters() }}), '')
+{%- endmacro %}
 
 {% macro iso_timestamp_pattern() -%}
-    {#- Year 0001-9999, real months, days 01-31, hours 00-23, minutes and seconds 00-59, up to 9 fractional
-        digits, and Z or an offset up to 15:59. The day is checked against the month in parse_timestamp(). -#}
-    '^(000[1-9]|00[1-9]\d|0[1-9]\d\d|[1-9]\d{3})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d([.,]\d{1,9})?)?(Z|[+-](0\d|1[0-5])(:?[0-5]\d)?)?$'
+    {#- Year 0001-9999, real months, days 01-31, hours 00-23, minutes and seconds 00-59 (no leap second, no
+        24:00), up to 9 fractional digits after . or ,, and Z or an offset up to 15:59 (PostgreSQL's limit). T and
+        Z may be lower case (RFC 3339). The day is checked against the month in parse_timestamp(). -#}
+    '^(000[1-9]|00[1-9][0-9]|0[1-9][0-9][0-9]|[1-9][0-9][0-9][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.,][0-9]{1,9})?)?([Zz]|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)?$'
 {%- endmacro %}
 
 {% macro parse_timestamp(text) -%}
@@ -12,8 +31,8 @@
         zone is UTC; 9-10 digit epoch seconds are accepted too. Only text that names a real instant is cast
         (nested CASEs fix the order), so a bad value gives NULL, never an error.
         Speed matters here (it runs for every row): PostgreSQL regexes cost about 1 us a call, so the shapes
-        agents write are recognised by their digit pattern with translate() and checked with substr(); any
-        other spelling takes the regex path. -#}
+        agents write are recognised by their digit pattern with translate() (which maps ASCII digits only, so a
+        0 of the shape is an ASCII digit) and checked with substr(); any other spelling takes the regex path. -#}
     (case
         when translate({{ text }}, '0123456789', '0000000000') in (
             '0000-00-00T00:00:00Z', '0000-00-00 00:00:00', '0000-00-00T00:00:00', '0000-00-00T00:00:00+00:00',
@@ -26,11 +45,13 @@
                     and substr({{ text }}, 12, 2)::int <= 23
                     and substr({{ text }}, 15, 2)::int <= 59
                     and substr({{ text }}, 18, 2)::int <= 59
+                    {#- An offset ends these shapes as +HH:MM: its hours AND its minutes must be in range. #}
                     and (substr({{ text }}, length({{ text }}) - 5, 1) not in ('+', '-')
-                         or substr({{ text }}, length({{ text }}) - 4, 2)::int <= 15)
+                         or (substr({{ text }}, length({{ text }}) - 4, 2)::int <= 15
+                             and substr({{ text }}, length({{ text }}) - 1, 2)::int <= 59))
             then {{ _cast_timestamp(text) }}
             end
-        when {{ text }} ~ '^\d{9,10}(\.\d{1,6})?$' then to_timestamp({{ text }}::numeric)
+        when {{ text }} ~ '^[0-9]{9,10}([.][0-9]{1,6})?$' then to_timestamp({{ text }}::numeric)
         when {{ text }} ~ {{ iso_timestamp_pattern() }} then
             case when substr({{ text }}, 9, 2)::int <= {{ _days_in_month(text) }}
             then {{ _cast_timestamp(text) }}
@@ -50,7 +71,7 @@
 
 {% macro _cast_timestamp(text) -%}
     {#- After the minutes (position 17 on), a + or - can only start a zone offset. -#}
-    (case when right({{ text }}, 1) = 'Z' or strpos(substr({{ text }}, 17), '+') > 0
+    (case when right({{ text }}, 1) in ('Z', 'z') or strpos(substr({{ text }}, 17), '+') > 0
             or strpos(substr({{ text }}, 17), '-') > 0
         then replace({{ text }}, ',', '.')::timestamptz
         else replace({{ text }}, ',', '.')::timestamp at time zone 'UTC'
@@ -58,7 +79,8 @@
 {%- endmacro %}
 
 {% macro parse_count(text) -%}
-    {#- A non-negative integer below 10^18 (bigint); '12.0' is accepted as 12. No regex: see parse_timestamp. -#}
+    {#- A non-negative integer below 10^18 (bigint): at most 18 ASCII digits, no sign; '12.0' is accepted as 12.
+        No regex: see parse_timestamp. ltrim() with the ten ASCII digits leaves '' only for ASCII digits. -#}
     (case
         when length({{ text }}) between 1 and 18 and ltrim({{ text }}, '0123456789') = '' then {{ text }}::bigint
         when strpos({{ text }}, '.') > 1
@@ -70,14 +92,39 @@
 {%- endmacro %}
 
 {% macro parse_amount(text) -%}
-    {#- A non-negative decimal amount such as a cost in USD. -#}
-    (case when {{ text }} ~ '^(\d{1,12}(\.\d{0,18})?|\.\d{1,18})([eE][+-]?\d{1,2})?$' then {{ text }}::numeric end)
+    {#- A non-negative decimal amount such as a cost in USD: up to 12 ASCII digits, optionally a point and up to 18
+        decimals, optionally an exponent of 1-2 digits (Python writes 1e-05). No sign, NaN or Infinity. Plain
+        decimals are checked without a regex: translate() deletes the ASCII digits, so what is left is the
+        point or nothing. -#}
+    (case
+        when translate({{ text }}, '0123456789', '') in ('', '.') then
+            case when {{ text }} <> '.'
+                    and length(split_part({{ text }}, '.', 1)) <= 12
+                    and length(split_part({{ text }}, '.', 2)) <= 18
+            then {{ text }}::numeric
+            end
+        when {{ text }} ~ '^([0-9]{1,12}([.][0-9]{0,18})?|[.][0-9]{1,18})[eE][+-]?[0-9]{1,2}$'
+        then {{ text }}::numeric
+    end)
 {%- endmacro %}
 
 {% macro parse_boolean(text) -%}
-    {#- true/false/1/0/yes/no in any case. -#}
-    (case lower({{ text }})
+    {#- true/false/1/0/yes/no in any case. Lower-cased as "C" (ASCII letters only): the same in every database
+        collation, and cheaper than a locale's lower(). -#}
+    (case lower({{ text }} collate "C")
         when 'true' then true when '1' then true when 'yes' then true
         when 'false' then false when '0' then false when 'no' then false
     end)
+{%- endmacro %}
+
+{% macro parse_padded(parse, text) -%}
+    {#- parse(), one of the macros above, of the text trimmed of every blank (trim_blanks()), for a text already
+        trimmed of spaces: the text as it is first, as values padded with other blanks are rare and btrim() with
+        every blank costs three times trim(); then, only when it does not parse and has other blanks at its ends,
+        the text trimmed of them. The same result as parse(trim_blanks(text)): no accepted spelling begins or ends
+        with a blank. -#}
+    coalesce(
+        {{ parse(text) }},
+        case when btrim({{ text }}, {{ blank_characters() }}) <> {{ text }} then {{ parse(trim_blanks(text)) }} end
+    )
 {%- endmacro %}

@@ -9,7 +9,12 @@ source as (
 cleaned as (
 
     {#- The "offset 0" subqueries below are fences: without them PostgreSQL would recompute a trimmed or
-        parsed value at every place that uses it, and those functions are the cost of a load. -#}
+        parsed value at every place that uses it, and those functions are the cost of a load.
+        Every value but the notes is trimmed of blanks (spaces, tabs, line breaks, no-break and other Unicode
+        spaces, zero-width space, BOM: blank_characters()); the notes are kept as written, CRLF made LF.
+        The text columns are trimmed here. The values to type (the *_text columns) are only trimmed of spaces
+        here, which costs a third of trimming every blank: parse_padded() below trims the other blanks only
+        when a value does not parse as it is (no accepted spelling begins or ends with a blank). -#}
     select
         source.load_id,
         source.record_number,
@@ -30,7 +35,7 @@ cleaned as (
     cross join lateral (
         select
             nullif(trim(source."timestamp"), '') as timestamp_text,
-            nullif(trim(source.model), '') as model,
+            {{ trim_blanks('source.model') }} as model,
             nullif(trim(source.prompt_tokens), '') as prompt_tokens_text,
             nullif(trim(source.completion_tokens), '') as completion_tokens_text,
             nullif(trim(source.task_success), '') as task_success_text,
@@ -38,10 +43,10 @@ cleaned as (
             nullif(trim(source.cost_usd), '') as cost_usd_text,
             nullif(trim(source.cache_read_tokens), '') as cache_read_tokens_text,
             nullif(trim(source.cache_write_tokens), '') as cache_write_tokens_text,
-            coalesce(nullif(trim(source.task_type), ''), '(none)') as prompt_name,
+            coalesce({{ trim_blanks('source.task_type') }}, '(none)') as prompt_name,
             nullif(replace(source.notes, E'\r\n', E'\n'), '') as notes,
-            nullif(trim(source.session_id), '') as session_id_text,
-            nullif(trim(source.error_message), '') as error_message_text
+            {{ trim_blanks('source.session_id') }} as session_id_text,
+            {{ trim_blanks('source.error_message') }} as error_message_text
         offset 0
     ) as trimmed
 
@@ -56,14 +61,14 @@ typed as (
     from cleaned
     cross join lateral (
         select
-            {{ parse_timestamp('cleaned.timestamp_text') }} as "timestamp",
-            {{ parse_count('cleaned.prompt_tokens_text') }} as input_tokens,
-            {{ parse_count('cleaned.completion_tokens_text') }} as output_tokens,
-            {{ parse_count('cleaned.duration_ms_text') }} as duration_ms,
-            {{ parse_count('cleaned.cache_read_tokens_text') }} as cache_read_tokens,
-            {{ parse_count('cleaned.cache_write_tokens_text') }} as cache_write_tokens,
-            {{ parse_boolean('cleaned.task_success_text') }} as success,
-            {{ parse_amount('cleaned.cost_usd_text') }} as cost_usd
+            {{ parse_padded(parse_timestamp, 'cleaned.timestamp_text') }} as "timestamp",
+            {{ parse_padded(parse_count, 'cleaned.prompt_tokens_text') }} as input_tokens,
+            {{ parse_padded(parse_count, 'cleaned.completion_tokens_text') }} as output_tokens,
+            {{ parse_padded(parse_count, 'cleaned.duration_ms_text') }} as duration_ms,
+            {{ parse_padded(parse_count, 'cleaned.cache_read_tokens_text') }} as cache_read_tokens,
+            {{ parse_padded(parse_count, 'cleaned.cache_write_tokens_text') }} as cache_write_tokens,
+            {{ parse_padded(parse_boolean, 'cleaned.task_success_text') }} as success,
+            {{ parse_padded(parse_amount, 'cleaned.cost_usd_text') }} as cost_usd
         offset 0
     ) as parsed
 
@@ -75,25 +80,27 @@ checked as (
         *,
         case
             when parse_error is not null then parse_error
-            when timestamp_text is null then 'timestamp is empty'
+            {#- A value that did not parse is empty when nothing but blanks is left of it: only these rows pay for
+                trim_blanks(). #}
+            when "timestamp" is null and {{ trim_blanks('timestamp_text') }} is null then 'timestamp is empty'
             when "timestamp" is null
                 then 'timestamp is not ISO 8601 (e.g. 2026-02-23T22:19:28Z) or YYYY-MM-DD HH:MM:SS'
             when "timestamp" > now() + interval '1 day' then 'timestamp is more than a day in the future'
             when "timestamp" < '0001-01-01 00:00:00+00' then 'timestamp is before the year 1 (UTC)'
             when model is null then 'model is empty'
-            when prompt_tokens_text is not null and input_tokens is null
+            when input_tokens is null and {{ trim_blanks('prompt_tokens_text') }} is not null
                 then 'prompt_tokens is not a non-negative integer'
-            when completion_tokens_text is not null and output_tokens is null
+            when output_tokens is null and {{ trim_blanks('completion_tokens_text') }} is not null
                 then 'completion_tokens is not a non-negative integer'
-            when duration_ms_text is not null and duration_ms is null
+            when duration_ms is null and {{ trim_blanks('duration_ms_text') }} is not null
                 then 'duration_ms is not a non-negative integer'
-            when cache_read_tokens_text is not null and cache_read_tokens is null
+            when cache_read_tokens is null and {{ trim_blanks('cache_read_tokens_text') }} is not null
                 then 'cache_read_tokens is not a non-negative integer'
-            when cache_write_tokens_text is not null and cache_write_tokens is null
+            when cache_write_tokens is null and {{ trim_blanks('cache_write_tokens_text') }} is not null
                 then 'cache_write_tokens is not a non-negative integer'
-            when task_success_text is not null and success is null
+            when success is null and {{ trim_blanks('task_success_text') }} is not null
                 then 'task_success is not a boolean (true/false/1/0/yes/no)'
-            when cost_usd_text is not null and cost_usd is null
+            when cost_usd is null and {{ trim_blanks('cost_usd_text') }} is not null
                 then 'cost_usd is not a non-negative number'
         end as rejection_reason
 
