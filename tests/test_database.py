@@ -112,6 +112,16 @@ def servers() -> Iterator[Servers]:
         started.stop_all()
 
 
+@pytest.fixture
+def short_tmp_path() -> Iterator[Path]:
+    """A new folder with a short path (pytest's own can be too long for a socket address under pytest-xdist)."""
+    folder = Path(tempfile.mkdtemp(prefix="tl-", dir="/tmp"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def url_of(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
@@ -124,8 +134,8 @@ def socket_dir(url: str) -> Path:
 # --- privacy ------------------------------------------------------------------------------------------------------
 
 
-def test_a_data_folder_under_a_private_parent_leaves_every_parent_as_it_was(root, servers, tmp_path):
-    home = tmp_path / "home"
+def test_a_data_folder_under_a_private_parent_leaves_every_parent_as_it_was(root, short_tmp_path, servers):
+    home = short_tmp_path / "home"  # short enough for the socket to live in the data folder
     home.mkdir(mode=0o700)
     project = home / "project"
     project.mkdir()
