@@ -7,69 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
-from loader.schema import relation_exists
+from loader import queries
+from loader.queries import Filters
 
 TREND_DAYS = 14
-
-# Every section reads cost_by_phase (grain: phase, day, model), so that all filters apply to all sections.
-_FILTERED = """
-    from telemetry.cost_by_phase
-    where (%(since)s::date is null or call_date >= %(since)s::date)
-      and (%(until)s::date is null or call_date <= %(until)s::date)
-      and (%(phase)s::text is null or phase = %(phase)s::text)
-      and (%(model)s::text is null or model = %(model)s::text)
-"""
-
-_MEASURES = """
-    sum(calls)::bigint as calls,
-    sum(input_tokens)::bigint as input_tokens,
-    sum(output_tokens)::bigint as output_tokens,
-    sum(total_tokens)::bigint as total_tokens,
-    sum(estimated_cost_usd) as estimated_cost_usd,
-    sum(unpriced_calls)::bigint as unpriced_calls,
-    sum(successes)::bigint as successes,
-    sum(failures)::bigint as failures,
-    case when sum(successes + failures) > 0
-         then round(sum(successes)::numeric / sum(successes + failures), 4) end as success_rate
-"""
-
-_TOTALS = f"select {_MEASURES} {_FILTERED}"
-_BY_MODEL = f"select model, {_MEASURES} {_FILTERED} group by model order by estimated_cost_usd desc, calls desc, model"
-_BY_PHASE = f"select phase, {_MEASURES} {_FILTERED} group by phase order by phase"
-_UNPRICED = f"""
-    select model, sum(unpriced_calls)::bigint as calls
-    {_FILTERED}
-    group by model having sum(unpriced_calls) > 0
-    order by calls desc, model
-"""
-_TREND = f"""
-    with daily as (
-        select call_date, sum(calls)::bigint as calls, sum(estimated_cost_usd) as estimated_cost_usd
-        {_FILTERED}
-        group by call_date
-    ),
-    calendar as (
-        select generate_series(greatest(min(call_date), max(call_date) - {TREND_DAYS - 1}), max(call_date),
-                               interval '1 day')::date as call_date
-        from daily
-    )
-    select c.call_date, coalesce(d.calls, 0) as calls, coalesce(d.estimated_cost_usd, 0) as estimated_cost_usd
-    from calendar as c left join daily as d using (call_date)
-    order by c.call_date
-"""
-_ERRORS = """
-    select error_pattern, sum(failures)::bigint as failures, min(first_seen) as first_seen,
-           max(last_seen) as last_seen, (array_agg(example_error_message order by last_seen desc))[1] as example
-    from telemetry.error_summary
-    where (%(since)s::date is null or call_date >= %(since)s::date)
-      and (%(until)s::date is null or call_date <= %(until)s::date)
-      and (%(model)s::text is null or model = %(model)s::text)
-    group by error_pattern
-    order by failures desc, error_pattern
-    limit 5
-"""
 
 
 def collect_stats(
@@ -80,29 +22,29 @@ def collect_stats(
     phase: str | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
-    """Everything ``telemetry stats`` shows, as plain data (the --json output)."""
+    """Everything ``telemetry stats`` shows, as plain data (the --json output). The SQL is in loader.queries,
+    which the dashboard reads too."""
     params = {"since": since, "until": until, "phase": phase, "model": model}
     filters = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in params.items()}
     empty = {"filters": filters, "totals": None, "by_model": [], "by_phase": [], "daily_trend": [],
              "top_errors": [], "unpriced_models": []}
-    if not relation_exists(conn, "telemetry.cost_by_phase"):
+    if not queries.has_marts(conn):
         return empty
-    with conn.cursor(row_factory=dict_row) as cur:
-        totals = cur.execute(_TOTALS, params).fetchone()
-        if not totals or not totals["calls"]:
-            return empty
-        unpriced = cur.execute(_UNPRICED, params).fetchall()
-        for row in unpriced:
-            row["share_of_calls"] = round(row["calls"] / totals["calls"], 4)
-        return {
-            "filters": filters,
-            "totals": totals,
-            "by_model": cur.execute(_BY_MODEL, params).fetchall(),
-            "by_phase": cur.execute(_BY_PHASE, params).fetchall(),
-            "daily_trend": cur.execute(_TREND, params).fetchall(),
-            "top_errors": cur.execute(_ERRORS, params).fetchall() if phase is None else [],
-            "unpriced_models": unpriced,
-        }
+    selected = Filters(since=since, until=until, model=model, phase=phase)
+    totals = queries.totals(conn, selected)
+    if not totals["calls"]:
+        return empty
+    return {
+        "filters": filters,
+        "totals": totals,
+        "by_model": queries.breakdown(conn, selected, "model"),
+        "by_phase": queries.breakdown(conn, selected, "phase", order="name"),
+        "daily_trend": [{k: r[k] for k in ("call_date", "calls", "estimated_cost_usd")}
+                        for r in queries.daily_trend(conn, selected, days=TREND_DAYS)],
+        # The error list of a phase would need the calls themselves; stats shows none then (as it always has).
+        "top_errors": queries.top_errors(conn, selected) if phase is None else [],
+        "unpriced_models": queries.unpriced_models(conn, selected, totals["calls"]),
+    }
 
 
 # --- rendering ----------------------------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='session_id',
+        indexes=[{'columns': ['first_call_at']}, {'columns': ['estimated_cost_usd']}],
+        post_hook=[
+            "delete from {{ this }} where first_call_at < {{ retention_cutoff() }}",
+        ],
+    )
+}}
+
+{#- One row per session, the whole session whatever its models, phases and days. Incremental by session, so that a
+    load costs what it brings: each run recomputes the sessions of the loads just modelled, and the sessions that
+    began before the retention cutoff (pruning may have removed some of their calls); sessions left without a
+    call are removed by the post-hook. -#}
+
+with
+
+{% if is_incremental() %}
+new_calls as (
+
+    select session_id, min("timestamp") as since
+    from {{ ref('llm_calls') }}
+    where load_id in {{ loads_in_status('modelled') }}
+    group by session_id
+
+),
+
+touched as (
+
+    {#- The sessions the new calls belong to, from the earliest of their stored first call and their new calls:
+        no call of theirs is older. #}
+    select n.session_id, least(n.since, t.first_call_at) as since
+    from new_calls as n
+    left join {{ this }} as t on t.session_id = n.session_id
+
+),
+
+expiring as (
+
+    {#- Sessions that began before the retention cutoff: what is left of them lies between the cutoff and their
+        last call. #}
+    select session_id, last_call_at
+    from {{ this }}
+    where first_call_at < {{ retention_cutoff() }}
+        and session_id not in (select session_id from touched)
+
+),
+{% endif %}
+
+calls as (
+
+    {#- Read from llm_calls by time ranges (its key index leads with "timestamp"), so that a run costs what the
+        load brings and what ages out, not what is stored. #}
+    {% if is_incremental() %}
+    select * from {{ ref('llm_calls') }}
+    where session_id in (select session_id from touched)
+        and "timestamp" >= (select min(since) from touched)
+    union all
+    select * from {{ ref('llm_calls') }}
+    where session_id in (select session_id from expiring)
+        and "timestamp" >= {{ retention_cutoff() }}
+        and "timestamp" <= (select max(last_call_at) from expiring)
+    {% else %}
+    select * from {{ ref('llm_calls') }}
+    {% endif %}
+
+)
+
+select
+    {#- Grouped under the "C" collation: a million distinct session ids sort by bytes much faster than by
+        language rules, and equality is the same. #}
+    session_id collate "C" as session_id,
+    min("timestamp") as first_call_at,
+    max("timestamp") as last_call_at,
+    count(*) as calls,
+    count(*) filter (where success) as successes,
+    count(*) filter (where not success) as failures,
+    coalesce(sum(input_tokens), 0) as input_tokens,
+    coalesce(sum(output_tokens), 0) as output_tokens,
+    coalesce(sum(total_tokens), 0) as total_tokens,
+    coalesce(sum(estimated_cost_usd), 0) as estimated_cost_usd,
+    count(*) filter (where estimated_cost_usd is null) as unpriced_calls,
+    array_agg(distinct model order by model) as models,
+    array_agg(distinct coalesce(phase, '(none)') order by coalesce(phase, '(none)')) as phases,
+    array_agg(distinct prompt_name order by prompt_name) as prompt_names
+from calls
+group by 1
