@@ -3,8 +3,8 @@
     python -m bench.dashboard [--rows 200000] [--rounds 5] [--calls-per-session 40]
 
 generates ``--rows`` calls with bench.generate, plus a session_id column (sessions of ``--calls-per-session``
-consecutive calls, as an agent's session writes them; 0 = no session_id column, so that every call is a session
-of its own, the worst case for the sessions page), loads them with ``telemetry ingest csv`` into an embedded
+consecutive calls, as an agent's session writes them; 0 = no session_id column, the canonical header, so no
+sessions), loads them with ``telemetry ingest csv`` into an embedded
 PostgreSQL of its own (in a temporary folder, TELEMETRY_RETENTION_MONTHS=0), then runs ``telemetry dashboard``
 and times every page under a few filters over HTTP on 127.0.0.1. Prints one JSON object. Targets: p95 <= 100 ms
 per page at 1,000,000 calls, start to first page <= 1 s. ``measure(url)`` does the timing alone, on any database
@@ -14,7 +14,6 @@ with data loaded.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -29,7 +28,6 @@ from pathlib import Path
 
 import psycopg
 
-from bench.generate import HEADER, rows
 from bench.generate import write as generate_csv
 
 PAGES = ["/", "/models", "/phases", "/prompts", "/errors", "/sessions", "/calls"]
@@ -117,18 +115,6 @@ def _mart_seconds(database_url: str) -> dict[str, float]:
             if r["unique_id"].rsplit(".", 1)[1] in ours}
 
 
-def _generate(path: Path, count: int, calls_per_session: int, **kwargs) -> Path:
-    if not calls_per_session:
-        return generate_csv(path, count, **kwargs)
-    prefix = path.stem
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow([*HEADER, "session_id"])
-        for i, row in enumerate(rows(count, **kwargs)):
-            writer.writerow([*row, f"{prefix}-{i // calls_per_session:08d}"])
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000, help="calls to generate (default 200,000)")
@@ -141,15 +127,15 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
         env.update(TELEMETRY_PGDATA=str(work / "pgdata"), TELEMETRY_RETENTION_MONTHS="0")
         end = datetime.now(UTC).date() - timedelta(days=1)
-        path = _generate(work / "usage.csv", args.rows, args.calls_per_session, seed=1, end=end)
+        path = generate_csv(work / "usage.csv", args.rows, seed=1, end=end, calls_per_session=args.calls_per_session)
         try:
             started = time.perf_counter()
             _telemetry("ingest", "csv", str(path), "-q", env=env)
             ingest_seconds = time.perf_counter() - started
             url = _telemetry("db", "url", "--show-password", env=env).strip()
             marts_full = _mart_seconds(url)
-            appended = _generate(work / "more.csv", max(args.rows // 100, 1), args.calls_per_session, seed=2, end=end,
-                                 days=30)
+            appended = generate_csv(work / "more.csv", max(args.rows // 100, 1), seed=2, end=end, days=30,
+                                    calls_per_session=args.calls_per_session)
             _telemetry("ingest", "csv", str(appended), "-q", env=env)
             marts_append = _mart_seconds(url)
             # Steady state: autovacuum analyzes fresh tables within a minute of a load; do it now.
@@ -161,7 +147,7 @@ def main() -> None:
         finally:
             if (work / "pgdata" / "postmaster.pid").exists():
                 _telemetry("db", "stop", env=env)
-    result.update(rows_generated=args.rows, calls_per_session=args.calls_per_session or 1,
+    result.update(rows_generated=args.rows, calls_per_session=args.calls_per_session,
                   ingest_seconds=round(ingest_seconds, 1),
                   dashboard_marts_build_seconds={"full_load": marts_full, "append_1_percent": marts_append},
                   cores=os.cpu_count(),

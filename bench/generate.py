@@ -97,11 +97,19 @@ def rows(count: int, *, seed: int = 1, end: date | None = None, days: int = 180,
 
 
 def write(path: Path, count: int, *, seed: int = 1, end: date | None = None, days: int = 180,
-          segments: list[Segment] | None = None) -> Path:
+          segments: list[Segment] | None = None, calls_per_session: int = 0) -> Path:
+    """The CSV of rows(); with ``calls_per_session``, a session_id column too, each session that many
+    consecutive calls (as an agent writes them), named after the file."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(HEADER)
-        writer.writerows(rows(count, seed=seed, end=end, days=days, segments=segments))
+        generated = rows(count, seed=seed, end=end, days=days, segments=segments)
+        if not calls_per_session:
+            writer.writerow(HEADER)
+            writer.writerows(generated)
+            return path
+        writer.writerow([*HEADER, "session_id"])
+        for i, row in enumerate(generated):
+            writer.writerow([*row, f"{path.stem}-{i // calls_per_session:08d}"])
     return path
 
 

@@ -67,6 +67,22 @@ TYPED_ROWS = Relation(MODEL_SCHEMA, "int_usage_rows_typed")
 LLM_CALLS = Relation(MODEL_SCHEMA, "llm_calls")
 CALL_CONFLICTS = Relation(MODEL_SCHEMA, "call_conflicts")
 PRICE_SEED = Relation(MODEL_SCHEMA, "model_prices")
+DAILY_USAGE = Relation(MODEL_SCHEMA, "daily_usage")
+DAILY_USAGE_ROLLUPS = Relation(MODEL_SCHEMA, "daily_usage_rollups")
+ERROR_SUMMARY = Relation(MODEL_SCHEMA, "error_summary")
+FAILED_CALLS = Relation(MODEL_SCHEMA, "failed_calls")
+COST_BY_SESSION = Relation(MODEL_SCHEMA, "cost_by_session")
+
+#: What retention deletes itself, without a dbt run, and the column that dates a row. Each of these relations
+#: holds rows that belong to one call or to one UTC day, and the cutoff is a midnight UTC, so a row dated before
+#: it is gone whole and no other row changes: deleting is all that keeps them exact. (The models' own post-hooks
+#: do the same when dbt runs.) Sessions are the exception: one can span the cutoff (loader.retention).
+PRUNED_BY_TIME = ((LLM_CALLS, '"timestamp"'), (FAILED_CALLS, '"timestamp"'), (CALL_CONFLICTS, '"timestamp"'))
+PRUNED_BY_DAY = ((DAILY_USAGE, "call_date"), (DAILY_USAGE_ROLLUPS, "call_date"), (ERROR_SUMMARY, "call_date"))
+
+#: Relations earlier versions built and this one does not: dropped after a successful dbt run.
+#: (0.1.0's int_llm_calls__daily is daily_usage now.)
+RETIRED = (Relation(MODEL_SCHEMA, "int_llm_calls__daily"),)
 
 #: The values of a call besides its key; rows with one key and different values are conflicts. The dbt side is
 #: the call_value_columns() macro (macros/call_values.sql); a test keeps the two equal.

@@ -16,11 +16,11 @@ from psycopg import sql
 
 from loader.checkpoints import READ_DESCRIPTIONS, ReadPlan, plan_read, save_checkpoint
 from loader.config import Settings
-from loader.contract import LOAD_AUDIT, LoadStatus
+from loader.contract import COST_BY_SESSION, LOAD_AUDIT, LoadStatus
 from loader.csvfile import Header, read_header
 from loader.landing import copy_records
 from loader.outcomes import LoadResult, RejectReason, measure_outcomes, predict_outcomes
-from loader.pipeline import locked_database, rebuild_marts, recover_interrupted_loads, run_models
+from loader.pipeline import locked_database, models_current, rebuild_marts, recover_interrupted_loads, run_models
 from loader.progress import Progress, silent
 from loader.retention import (
     PruneResult,
@@ -134,14 +134,17 @@ def ingest_csv(
         aged = cutoff_moved(conn, cutoff)  # the cutoff moves once a day: most runs prune nothing
         with conn.transaction():  # calls that aged out leave before the marts are rebuilt
             pruned = prune_calls(conn, cutoff if aged else None)
-        if new_loads:
+        if pruned.calls:
+            progress(f"{pruned.calls:,} calls aged out of the retention window")
+        if new_loads or not models_current(conn):  # models_current: false after an upgrade, until dbt built it
             progress("running dbt: llm_calls and the marts")
             run_models(conn, url, cutoff, progress)
-            with conn.transaction():
-                measure_outcomes(conn, new_loads, cutoff)
-        elif pruned.calls:
-            progress(f"{pruned.calls:,} calls aged out of the retention window; rebuilding the marts")
-            rebuild_marts(url, cutoff)
+            if new_loads:
+                with conn.transaction():
+                    measure_outcomes(conn, new_loads, cutoff)
+        elif pruned.spanning_sessions:
+            progress(f"recomputing {pruned.spanning_sessions:,} sessions with calls on both sides of the cutoff")
+            rebuild_marts(url, cutoff, only=[COST_BY_SESSION.name])
         if aged or new_loads:
             with conn.transaction():
                 prune_rows(conn, cutoff, pruned, only_loads=None if aged else [ld.load_id for ld in new_loads])

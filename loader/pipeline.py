@@ -4,8 +4,9 @@ Every command that changes the database (``ingest csv``, ``prune``, ``prices rep
 ``locked_database``: one connection holding the advisory lock that serialises them; each then makes sure the
 loader's tables are in place and recovers any load a crash left half-way (``recover_interrupted_loads``, see the
 state machine in ``loader.contract``). Then:
-``run_models`` builds llm_calls and everything downstream of the typed rows, ``rebuild_marts`` only what is
-downstream of llm_calls (after retention removed calls).
+``run_models`` builds llm_calls and everything downstream of the typed rows (and drops what earlier versions
+built and this one does not), ``rebuild_marts`` only what is downstream of llm_calls (after an interrupted load,
+or for the sessions that retention cut in two).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from loader.contract import (
     LLM_CALLS,
     LOAD_AUDIT,
     PRICE_SEED,
+    RETIRED,
     STAGING_VIEW,
     TYPED_ROWS,
     USAGE_ROWS,
@@ -130,6 +132,8 @@ def run_models(
         dbt_vars=dbt_vars(cutoff, all_loads=all_loads),
         on_node=lambda name, status: progress(f"  {name}: {status}"),
     )
+    for relation in RETIRED:  # what earlier versions built and this one replaced
+        conn.execute(sql.SQL("drop table if exists {}").format(relation))
     for key, value in fresh.items():
         set_state(conn, key, value)
 
@@ -147,11 +151,21 @@ def _loads_past_loaded(conn: psycopg.Connection) -> bool:
     ).fetchone()[0]
 
 
-def rebuild_marts(url: str, cutoff: datetime | None) -> None:
-    """Rebuild what is downstream of llm_calls (after calls left it); views are left alone, as in run_models."""
+def rebuild_marts(url: str, cutoff: datetime | None, *, only: list[str] | None = None) -> None:
+    """Bring what is downstream of llm_calls up to date with it (``only``: just these models); views are left
+    alone, as in run_models."""
     with connect(url, autocommit=True) as conn:
-        select = _selection(conn, url, "llm_calls+", full_refresh=False, views_digest=_views_digest())
+        if only:
+            select = only
+        else:
+            select = _selection(conn, url, "llm_calls+", full_refresh=False, views_digest=_views_digest())
         dbt.invoke(url, ["run", "--select", *select, "--exclude", "llm_calls"], dbt_vars=dbt_vars(cutoff))
+
+
+def models_current(conn: psycopg.Connection) -> bool:
+    """Whether the last dbt run on this database built the project as it is now (else, after an upgrade or an
+    edit of the models, the next run must build them even when it loads nothing)."""
+    return _views_current(conn, _views_digest())
 
 
 def _views_digest() -> str:

@@ -4,7 +4,9 @@ The window is a setting of the database (``loader_state.retention_months``), not
 run: the first command on a database stores it (TELEMETRY_RETENTION_MONTHS, else 6 months), ``telemetry
 retention set N`` changes it, and an environment variable that disagrees is reported and not used. The cutoff
 is midnight UTC of the day N calendar months ago, so it moves once a day: between two runs of one day nothing
-ages out, and a run that loads nothing costs no pruning and no dbt.
+ages out, and a run that loads nothing costs no pruning and no dbt. The first run of a day deletes the day that
+left the window from llm_calls and from the marts, without dbt (their rows belong to one call or one day); only
+sessions with calls on both sides of the cutoff are recomputed by dbt.
 
 Every ingest prunes when the cutoff moved since the last prune (or when it loaded rows); ``telemetry prune``
 does it on demand. Loads past the window are not re-admitted: llm_calls only takes rows newer than the cutoff,
@@ -21,8 +23,11 @@ from psycopg import sql
 
 from loader.config import DEFAULT_RETENTION_MONTHS, MAX_RETENTION_MONTHS, Settings
 from loader.contract import (
+    COST_BY_SESSION,
     LLM_CALLS,
     LOAD_AUDIT,
+    PRUNED_BY_DAY,
+    PRUNED_BY_TIME,
     TYPED_ROWS,
     USAGE_ROWS,
     LoadStatus,
@@ -47,6 +52,8 @@ class PruneResult:
     rejected_rows: int = 0
     dry_run: bool = False
     notice: str | None = None
+    #: Sessions that had calls on both sides of the cutoff: their rows in cost_by_session need dbt.
+    spanning_sessions: int = 0
 
     @property
     def anything(self) -> bool:
@@ -190,13 +197,36 @@ def _sql(template: str) -> sql.Composed:
 
 
 def prune_calls(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run: bool = False) -> PruneResult:
-    """Delete (or count) the calls older than the cutoff; the marts must be rebuilt afterwards."""
+    """Delete (or count) the calls older than the cutoff, and what the marts hold of them.
+
+    The marts are pruned here, by deleting (see contract.PRUNED_BY_TIME and PRUNED_BY_DAY), so that calls
+    ageing out cost no dbt run; only sessions with calls on both sides of the cutoff need dbt to recompute them
+    (``spanning_sessions``; rebuild_marts(..., only=[COST_BY_SESSION.name])).
+    """
     result = PruneResult(cutoff=cutoff, dry_run=dry_run)
     if cutoff is None or not relation_exists(conn, LLM_CALLS):
         return result
     statement = _sql(_COUNT_EXPIRED_CALLS if dry_run else _DELETE_EXPIRED_CALLS)
     result.calls = conn.execute(statement, [cutoff]).fetchone()[0]
+    if result.calls and not dry_run:
+        result.spanning_sessions = _prune_marts(conn, cutoff)
     return result
+
+
+def _prune_marts(conn: psycopg.Connection, cutoff: datetime) -> int:
+    """Delete the marts' rows dated before the cutoff (a midnight UTC); the number of sessions spanning it."""
+    for relation, column in PRUNED_BY_TIME:
+        if relation != LLM_CALLS and relation_exists(conn, relation):
+            conn.execute(sql.SQL("delete from {} where {} < %s").format(relation, sql.SQL(column)), [cutoff])
+    for relation, column in PRUNED_BY_DAY:
+        if relation_exists(conn, relation):
+            conn.execute(sql.SQL("delete from {} where {} < %s").format(relation, sql.SQL(column)),
+                         [cutoff.astimezone(UTC).date()])
+    if not relation_exists(conn, COST_BY_SESSION):
+        return 0
+    conn.execute(sql.SQL("delete from {} where last_call_at < %s").format(COST_BY_SESSION), [cutoff])
+    return conn.execute(sql.SQL("select count(*) from {} where first_call_at < %s").format(COST_BY_SESSION),
+                        [cutoff]).fetchone()[0]
 
 
 def prune_rows(
@@ -230,7 +260,7 @@ def prune_expired(conn: psycopg.Connection, cutoff: datetime | None, *, dry_run:
 def prune(*, months: int | None = None, dry_run: bool = False, settings: Settings | None = None,
           progress: Progress = silent) -> PruneResult:
     """``telemetry prune``: delete what is older than the window (the database's, or ``months`` for this run
-    only), then rebuild the marts."""
+    only), from the marts too."""
     settings = settings or Settings.from_env()
     with locked_database(settings, progress) as (conn, url):
         if dry_run:
@@ -250,7 +280,7 @@ def prune(*, months: int | None = None, dry_run: bool = False, settings: Setting
             if months is None:
                 mark_pruned(conn, cutoff)
         result.notice = retention.notice if months is None else None
-        if result.anything:
-            progress("rebuilding the marts")
-            rebuild_marts(url, cutoff)
+        if result.spanning_sessions:
+            progress(f"{result.spanning_sessions:,} sessions span the retention cutoff; recomputing them")
+            rebuild_marts(url, cutoff, only=[COST_BY_SESSION.name])
     return result

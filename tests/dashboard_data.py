@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
-from conftest import CANONICAL_HEADER, Telemetry, with_dbname
+from helpers import CANONICAL_HEADER, Telemetry, with_dbname
 from psycopg import sql
 
 from bench.generate import write as generate_csv
@@ -25,11 +25,11 @@ ESCAPE_MODEL = "evil\x1b[31mred"
 UNPRICED_MODEL = "acme-internal-llm-v2"  # bench.generate's model without a price
 
 HOSTILE_CSV = "\n".join([
-    CANONICAL_HEADER,
+    CANONICAL_HEADER + ",session_id",
     f'2026-11-18T10:00:00Z,{HOSTILE_MODEL},100,10,false,"<img src=x onerror=alert(2)>",10,'
-    '"Phase 3 <b>x</b>: Error <script>alert(3)</script> after 5s"',
-    f"2026-11-18T11:00:00Z,{ESCAPE_MODEL},100,10,true,plan,10,Phase 2 ok \x1b[0m",
-    f"2026-11-19T11:00:00Z,{HOSTILE_MODEL},200,20,true,plan,10,Phase 3 second call",
+    '"Phase 3 <b>x</b>: Error <script>alert(3)</script> after 5s",<i>hostile-1</i>',
+    f"2026-11-18T11:00:00Z,{ESCAPE_MODEL},100,10,true,plan,10,Phase 2 ok \x1b[0m,hostile-2",
+    f"2026-11-19T11:00:00Z,{HOSTILE_MODEL},200,20,true,plan,10,Phase 3 second call,hostile-3",
 ]) + "\n"
 
 
@@ -48,10 +48,12 @@ def drop_database(admin_url: str, url: str) -> None:
 
 
 def loaded_database(admin_url: str, tmp_path: Path) -> Iterator[tuple[Telemetry, Path]]:
-    """A database with 600 generated calls over 30 days and the hostile rows; yields it and the generated CSV."""
+    """A database with 600 generated calls over 30 days (in sessions of 7 calls) and the hostile rows; yields it and
+    the generated CSV."""
     url = create_database(admin_url)
     telemetry = Telemetry(url=url, tmp_path=tmp_path)
-    generated = generate_csv(tmp_path / "generated.csv", 600, seed=5, end=date(2026, 11, 20), days=30)
+    generated = generate_csv(tmp_path / "generated.csv", 600, seed=5, end=date(2026, 11, 20), days=30,
+                             calls_per_session=7)
     telemetry.ingest(generated)
     telemetry.ingest(telemetry.write("hostile.csv", HOSTILE_CSV))
     try:

@@ -286,7 +286,7 @@ def test_reader_role_reads_the_marts_and_nothing_else(telemetry):
                              "success_rate_by_phase", "daily_cost_trend", "error_summary"]:
                 conn.execute(sql.SQL("select * from telemetry.{}").format(sql.Identifier(relation))).fetchall()
             for statement in ["insert into telemetry.llm_calls (model) values ('x')",
-                              "delete from telemetry.tokens_by_model",
+                              "delete from telemetry.daily_usage",
                               "select * from telemetry_raw.usage_rows",
                               "select * from telemetry_raw.load_audit",
                               "select * from telemetry.rejected_rows",

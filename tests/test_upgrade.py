@@ -56,6 +56,13 @@ APPENDED_ROWS = (
     "2026-11-21T08:01:00Z,gpt-4o-mini,600,60,false,execute,800,Phase 4 appended after the upgrade: 429 rate limit",
 )
 NEW_HEADER = CANONICAL_HEADER + ",session_id"
+# A file with a session_id column that 0.1.0 loads: two calls of one session, and one whose session_id is blank, so
+# that 0.1.0 derived it from the values (the upgrade must tell them apart: llm_calls.session_id_derived).
+SESSION_ROWS = (
+    "2026-11-20T11:00:00Z,gpt-4o,10,2,true,plan,100,Phase 3 in a session,sess-released-1",
+    "2026-11-20T11:01:00Z,gpt-4o-mini,20,4,false,verify,100,Phase 3 in a session: timeout,sess-released-1",
+    "2026-11-20T11:02:00Z,gpt-4o,10,2,true,plan,100,Phase 3 without one,  ",
+)
 NEW_ROWS = (
     "2026-11-24T09:00:00Z,gpt-4o-mini,1200,300,true,plan,900,Phase 7 upgrade check,sess-upgrade-1",
     "2026-11-24T09:01:00Z,claude-sonnet-4-5,800,150,false,verify,1200,Phase 7 HTTP 529 overloaded,sess-upgrade-1",
@@ -331,15 +338,26 @@ def test_new_code_keeps_and_extends_a_database_built_by_the_released_version(dat
         assert loaded["inserted"] > 0 and loaded["rejected"] == loaded["expired"] == 0, (path.name, loaded)
     loaded = versions.old_ingest(agent)
     assert (loaded["rows_read"], loaded["inserted"], loaded["duplicates"], loaded["rejected"]) == (5, 3, 1, 1), loaded
+    sessions_file = write(tmp_path / "inbox" / "sessions.csv", csv_text(*SESSION_ROWS, header=NEW_HEADER))
+    loaded = versions.old_ingest(sessions_file)
+    assert (loaded["rows_read"], loaded["inserted"]) == (3, 3), loaded
     before_totals = llm_calls_totals(database_url)
     assert same_stats(versions.old("stats", "--json"), before_totals)
     before = Snapshot.take(database_url)
-    assert len(before.calls()) == 60 + 3 + sum(len(p.read_text().splitlines()) - 1 for p in corpus)
+    assert len(before.calls()) == 60 + 3 + 3 + sum(len(p.read_text().splitlines()) - 1 for p in corpus)
     assert len(before.rows["telemetry.rejected_rows"]) == 1
 
     # (a) The current code on the same files: the first run migrates; nothing is inserted or counted again.
-    for path in [examples, *corpus, agent]:
+    for path in [examples, *corpus, agent, sessions_file]:
         assert_nothing_new(versions.new_ingest(path))
+    # The migration told the calls 0.1.0 stored with a session_id from the CSV from those with a derived one, and
+    # only the former make sessions.
+    with psycopg.connect(database_url) as conn:
+        origin = conn.execute("select session_id, session_id_derived from telemetry.llm_calls").fetchall()
+        sessions = conn.execute("select session_id, calls from telemetry.cost_by_session").fetchall()
+    assert sorted(s for s, derived in origin if derived is not True) == ["sess-released-1", "sess-released-1"]
+    assert all(derived is True for s, derived in origin if s != "sess-released-1"), origin
+    assert sessions == [("sess-released-1", 2)]
     copy = tmp_path / "inbox" / "usage-copy.csv"
     shutil.copyfile(examples, copy)
     again = versions.new_ingest(copy)

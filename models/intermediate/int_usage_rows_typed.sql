@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
+        on_schema_change='append_new_columns',
         indexes=[{'columns': ['load_id', 'record_number'], 'unique': true}],
     )
 }}
@@ -30,6 +31,7 @@ select
     duration_ms,
     cost_usd,
     session_id,
+    session_id_derived,
     notes
 from {{ ref('stg_telemetry__usage_rows') }}
 {% if is_incremental() %}

@@ -29,15 +29,32 @@ batch as (
 
 ),
 
-{#- Only rows that did not become a call can conflict; the anti-join on (load_id, line) is cheap, and the few
-    rows left find their stored call through llm_calls' unique index on the hashed key. -#}
+{#- Only rows that did not become a call can conflict, and only a load that left rows out of llm_calls holds any:
+    two counts per load find those loads, so a load whose every row became a call costs no anti-join. -#}
+loads_with_rows_left_out as (
+
+    select b.load_id
+    from (select load_id, count(*) as batch_rows from batch group by load_id) as b
+    left join (
+        select load_id, count(*) as calls
+        from {{ ref('llm_calls') }}
+        where load_id in (select load_id from batch)
+        group by load_id
+    ) as c on c.load_id = b.load_id
+    where coalesce(c.calls, 0) < b.batch_rows
+
+),
+
+{#- The anti-join on (load_id, line) is cheap, and the few rows left find their stored call through llm_calls'
+    unique index on the hashed key. -#}
 not_inserted as (
 
     select * from batch as b
-    where not exists (
-        select 1 from {{ ref('llm_calls') }} as c
-        where c.load_id = b.load_id and c.source_line_number = b.line_number
-    )
+    where b.load_id in (select load_id from loads_with_rows_left_out)
+        and not exists (
+            select 1 from {{ ref('llm_calls') }} as c
+            where c.load_id = b.load_id and c.source_line_number = b.line_number
+        )
 
 ),
 

@@ -6,5 +6,5 @@ select
     model,
     {{ summed_measures(['calls', 'input_tokens', 'output_tokens', 'total_tokens', 'estimated_cost_usd',
                         'unpriced_calls', 'successes', 'failures']) }}
-from {{ ref('int_llm_calls__daily') }}
+from {{ ref('daily_usage') }}
 group by prompt_name, call_date, model

@@ -3,14 +3,17 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='session_id',
-        indexes=[{'columns': ['first_call_at']}, {'columns': ['estimated_cost_usd']}],
+        indexes=[{'columns': ['session_id'], 'type': 'hash'}, {'columns': ['first_call_at']},
+                 {'columns': ['estimated_cost_usd']}],
         post_hook=[
             "delete from {{ this }} where first_call_at < {{ retention_cutoff() }}",
         ],
     )
 }}
 
-{#- One row per session, the whole session whatever its models, phases and days. Incremental by session, so that a
+{#- One row per session, the whole session whatever its models, phases and days. Sessions are the CSV's session_id:
+    a call without one (session_id_derived: its session_id is a hash of its values) is in no session, as a
+    session of one call tells nothing its call does not. Incremental by session, so that a
     load costs what it brings: each run recomputes the sessions of the loads just modelled, and the sessions that
     began before the retention cutoff (pruning may have removed some of their calls); sessions left without a
     call are removed by the post-hook. -#}
@@ -23,6 +26,7 @@ new_calls as (
     select session_id, min("timestamp") as since
     from {{ ref('llm_calls') }}
     where load_id in {{ loads_in_status('modelled') }}
+        and session_id_derived is not true
     group by session_id
 
 ),
@@ -64,6 +68,7 @@ calls as (
         and "timestamp" <= (select max(last_call_at) from expiring)
     {% else %}
     select * from {{ ref('llm_calls') }}
+    where session_id_derived is not true
     {% endif %}
 
 )

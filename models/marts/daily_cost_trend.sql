@@ -8,7 +8,7 @@ daily as (
         call_date,
         {{ summed_measures(['calls', 'input_tokens', 'output_tokens', 'total_tokens', 'estimated_cost_usd',
                             'unpriced_calls']) }}
-    from {{ ref('int_llm_calls__daily') }}
+    from {{ ref('daily_usage') }}
     group by call_date
 
 ),

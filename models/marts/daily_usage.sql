@@ -1,59 +1,64 @@
 -- depends_on: {{ ref('llm_calls') }}
-{# Hash indexes: equality is all the filters need, and a hash index takes values of any length (a btree index
-   refuses a row over 2.7 kB, and a model name may be longer). #}
+{# Hash indexes for the filters: equality is all they need, and a hash index takes values of any length (a btree
+   index refuses a row over 2.7 kB, and a model name may be longer). #}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='call_date',
-        indexes=[{'columns': ['model'], 'type': 'hash'}, {'columns': ['phase'], 'type': 'hash'},
-                 {'columns': ['prompt_name'], 'type': 'hash'}],
-        post_hook=[
-            "delete from {{ this }} where call_date < ({{ retention_cutoff() }} at time zone 'UTC')::date",
-        ],
+        indexes=[{'columns': ['call_date']}, {'columns': ['model'], 'type': 'hash'},
+                 {'columns': ['phase'], 'type': 'hash'}, {'columns': ['prompt_name'], 'type': 'hash'}],
+        post_hook=["{{ before_cutoff_day() }}"],
     )
 }}
 
-{#- The grain every analytics mart rolls up from (UTC day, model, phase, prompt_name), for readers that filter on
-    phase and prompt_name at once, as the dashboard does: a copy of int_llm_calls__daily that readers may see,
-    indexed for those filters. Incremental by day as its source is: each run copies the days of the loads just
-    modelled and the retention cutoff's day; the post-hook drops the days before the cutoff. -#}
+{#- The grain every analytics mart rolls up from: one row per UTC day, model, phase and prompt_name, with every
+    measure. Calls without a phase are grouped under '(none)', as prompt_name already is.
+    Incremental by day, so that a load costs what it brings, not what is stored: each run recomputes the days of
+    the loads just modelled and the retention cutoff's day (changed_days()); the days before the cutoff are
+    deleted (before_cutoff_day(), and the loader's pruning). -#}
 
 with
 
-{% if is_incremental() %}
-changed_days as (
+calls as (
 
-    select distinct ("timestamp" at time zone 'UTC')::date as call_date
-    from {{ ref('llm_calls') }}
-    where load_id in {{ loads_in_status('modelled') }}
-    union
-    select ({{ retention_cutoff() }} at time zone 'UTC')::date
+    {% if is_incremental() %}
+    {#- Each day's calls by a range of "timestamp", looked up in llm_calls' key index (the fence keeps the planner
+        from turning the lookup into a scan of every call). -#}
+    select c.*
+    from {{ changed_days() }} as d
+    cross join lateral (
+        select * from {{ ref('llm_calls') }} as c
+        where c."timestamp" >= d.call_date::timestamp at time zone 'UTC'
+            and c."timestamp" < (d.call_date + 1)::timestamp at time zone 'UTC'
+        offset 0
+    ) as c
+    {% else %}
+    select * from {{ ref('llm_calls') }}
+    {% endif %}
 
 ),
-{% endif %}
 
-daily as (
+aggregated as (
 
-    select * from {{ ref('int_llm_calls__daily') }}
-    {% if is_incremental() %}
-    where call_date in (select call_date from changed_days)
-    {% endif %}
+    select
+        ("timestamp" at time zone 'UTC')::date as call_date,
+        model,
+        coalesce(phase, '(none)') as phase,
+        prompt_name,
+        count(*) as calls,
+        count(*) filter (where success) as successes,
+        count(*) filter (where not success) as failures,
+        coalesce(sum(input_tokens), 0) as input_tokens,
+        coalesce(sum(output_tokens), 0) as output_tokens,
+        coalesce(sum(total_tokens), 0) as total_tokens,
+        coalesce(sum(estimated_cost_usd), 0) as estimated_cost_usd,
+        coalesce(sum(estimated_cost_usd) filter (where success), 0) as successful_calls_cost_usd,
+        count(*) filter (where estimated_cost_usd is null) as unpriced_calls
+
+    from calls
+    group by 1, 2, 3, 4
 
 )
 
-select
-    call_date,
-    model,
-    phase,
-    prompt_name,
-    calls,
-    successes,
-    failures,
-    input_tokens,
-    output_tokens,
-    total_tokens,
-    estimated_cost_usd,
-    successful_calls_cost_usd,
-    unpriced_calls
-from daily
+select * from aggregated

@@ -5,9 +5,7 @@
         incremental_strategy='delete+insert',
         unique_key='call_date',
         indexes=[{'columns': ['grain', 'call_date']}],
-        post_hook=[
-            "delete from {{ this }} where call_date < ({{ retention_cutoff() }} at time zone 'UTC')::date",
-        ],
+        post_hook=["{{ before_cutoff_day() }}"],
     )
 }}
 
@@ -18,23 +16,11 @@
 
 with
 
-{% if is_incremental() %}
-changed_days as (
-
-    select distinct ("timestamp" at time zone 'UTC')::date as call_date
-    from {{ ref('llm_calls') }}
-    where load_id in {{ loads_in_status('modelled') }}
-    union
-    select ({{ retention_cutoff() }} at time zone 'UTC')::date
-
-),
-{% endif %}
-
 daily as (
 
     select * from {{ ref('daily_usage') }}
     {% if is_incremental() %}
-    where call_date in (select call_date from changed_days)
+    where call_date in {{ changed_days() }}
     {% endif %}
 
 )

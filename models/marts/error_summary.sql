@@ -1,20 +1,30 @@
+-- depends_on: {{ ref('llm_calls') }}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='call_date',
+        indexes=[{'columns': ['call_date']}],
+        post_hook=["{{ before_cutoff_day() }}"],
+    )
+}}
+
+{#- Failed calls per error pattern, model and UTC day, from failed_calls (which normalises each error once).
+    Incremental by day, like daily_usage: a load recomputes the days it brought calls to, not every failure. -#}
+
 with
 
 failures as (
 
-    select
-        {{ normalise_error('error_message') }} as error_pattern,
-        error_message,
-        model,
-        ("timestamp" at time zone 'UTC')::date as call_date,
-        "timestamp"
-    from {{ ref('llm_calls') }}
-    where success = false
+    select * from {{ ref('failed_calls') }}
+    {% if is_incremental() %}
+    where call_date in {{ changed_days() }}
+    {% endif %}
 
 )
 
 select
-    coalesce(nullif(error_pattern, ''), '(no message)') as error_pattern,
+    error_pattern,
     model,
     call_date,
     count(*) as failures,
@@ -22,4 +32,4 @@ select
     max("timestamp") as last_seen,
     (array_agg(error_message order by "timestamp" desc))[1] as example_error_message
 from failures
-group by 1, model, call_date
+group by error_pattern, model, call_date

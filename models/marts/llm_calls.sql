@@ -8,6 +8,7 @@
             {'columns': ['"timestamp"', 'md5(session_id)', 'md5(prompt_name)'], 'unique': true},
             {'columns': ['load_id']},
         ],
+        pre_hook=["{{ add_session_id_derived() }}"],
         post_hook=[
             "update {{ source('telemetry_raw', 'load_audit') }} set status = {{ load_status('modelled') }}
              where status = {{ load_status('loaded') }}",
@@ -51,6 +52,7 @@ select
     error_message,
     duration_ms,
     session_id,
+    session_id_derived,
     notes,
     estimated_cost_usd,
     cost_source,

@@ -9,7 +9,7 @@ by_phase as (
         call_date,
         {{ summed_measures(['calls', 'successes', 'failures', 'estimated_cost_usd',
                             'successful_calls_cost_usd']) }}
-    from {{ ref('int_llm_calls__daily') }}
+    from {{ ref('daily_usage') }}
     group by phase, call_date
 
 )

@@ -149,6 +149,7 @@ final as (
                 coalesce(cost_usd::text, '')
             ))
         ) as session_id,
+        session_id_text is null as session_id_derived,
         notes,
         raw_timestamp,
         raw_model,

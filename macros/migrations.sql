@@ -1,0 +1,24 @@
+{#- One-time changes to tables an earlier version built, run as pre-hooks of the model that owns the table, so
+    that an upgraded database is migrated in place on the first run and a new one pays nothing. Each is a DO
+    block that checks whether its change is still to be made. -#}
+
+{% macro add_session_id_derived() -%}
+    {#- llm_calls.session_id_derived (new in 0.2.0): whether session_id was derived from the call's values because
+        the CSV gave none. For the calls 0.1.0 stored, it is read from their landing row (load_id and line
+        number), by 0.1.0's rule: a session_id empty after trimming spaces. -#}
+    {%- set relation = this.schema ~ '.' ~ this.identifier -%}
+    do $migration$
+    begin
+        if to_regclass('{{ relation }}') is not null and not exists (
+            select 1 from pg_attribute
+            where attrelid = to_regclass('{{ relation }}') and attname = 'session_id_derived' and not attisdropped
+        ) then
+            alter table {{ relation }} add column session_id_derived boolean;
+            update {{ relation }} as c
+            set session_id_derived = nullif(trim(u.session_id), '') is null
+            from {{ source('telemetry_raw', 'usage_rows') }} as u
+            where u.load_id = c.load_id and u.line_number = c.source_line_number;
+        end if;
+    end
+    $migration$
+{%- endmacro %}
