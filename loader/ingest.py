@@ -20,7 +20,14 @@ from loader.contract import COST_BY_SESSION, LOAD_AUDIT, LoadStatus
 from loader.csvfile import Header, read_header
 from loader.landing import copy_records
 from loader.outcomes import LoadResult, RejectReason, measure_outcomes, predict_outcomes
-from loader.pipeline import locked_database, models_current, rebuild_marts, recover_interrupted_loads, run_models
+from loader.pipeline import (
+    locked_database,
+    models_current,
+    rebuild_marts,
+    recover_interrupted_loads,
+    refresh_statistics,
+    run_models,
+)
 from loader.progress import Progress, silent
 from loader.retention import (
     PruneResult,
@@ -142,6 +149,7 @@ def ingest_csv(
             if new_loads:
                 with conn.transaction():
                     measure_outcomes(conn, new_loads, cutoff)
+                refresh_statistics(conn, sum(load.rows_read for load in new_loads))
         elif pruned.spanning_sessions:
             progress(f"recomputing {pruned.spanning_sessions:,} sessions with calls on both sides of the cutoff")
             rebuild_marts(url, cutoff, only=[COST_BY_SESSION.name])

@@ -138,6 +138,19 @@ def run_models(
         set_state(conn, key, value)
 
 
+#: Loads this large are followed by ANALYZE of the tables they grew, rather than waiting for autovacuum.
+ANALYZE_AFTER_ROWS = 100_000
+
+
+def refresh_statistics(conn: psycopg.Connection, rows_read: int) -> None:
+    """After a large load, the planner's statistics of the tables it grew: without them the next run's
+    retention and the dashboard's queries can be planned as if the tables were empty (a scan of every call to
+    delete a few). A sample of 30,000 rows a table: about 0.1 s each, against tens of seconds of loading."""
+    if rows_read >= ANALYZE_AFTER_ROWS:
+        for relation in (USAGE_ROWS, TYPED_ROWS, LLM_CALLS):
+            conn.execute(sql.SQL("analyze {}").format(relation))
+
+
 def _loads_past_loaded(conn: psycopg.Connection) -> bool:
     """Whether a load has gone past 'loaded' (so that llm_calls, when missing, must be rebuilt from every load).
 

@@ -163,12 +163,20 @@ _DELETE_EXPIRED_CALLS = "with gone as (delete " + _EXPIRED_CALLS + " returning 1
 _LOADS_TO_PRUNE = "select load_id from {load_audit} where status = %s and (oldest_call < %s or started_at < %s)"
 
 # Rows to prune: typed rows whose call timestamp is before the cutoff, and rejected rows without a usable
-# timestamp that were loaded before it. Only loads that can hold such rows are scanned.
+# timestamp that were loaded before it. Only loads that can hold such rows are looked at, each through the typed
+# rows' index on (load_id, "timestamp"), so a load costs the rows that leave, not all of its rows.
 _EXPIRED_ROWS = """
-    select t.load_id, t.record_number, t.rejection_reason is not null as rejected
-    from {typed_rows} as t
-    where t.load_id = any(%(loads)s)
-      and (t."timestamp" < %(cutoff)s or (t."timestamp" is null and t.loaded_at < %(cutoff)s))
+    select t.load_id, t.record_number, t.rejected
+    from unnest(%(loads)s::bigint[]) as l(load_id)
+    cross join lateral (
+        select t.load_id, t.record_number, t.rejection_reason is not null as rejected
+        from {typed_rows} as t
+        where t.load_id = l.load_id and t."timestamp" < %(cutoff)s
+        union all
+        select t.load_id, t.record_number, t.rejection_reason is not null
+        from {typed_rows} as t
+        where t.load_id = l.load_id and t."timestamp" is null and t.loaded_at < %(cutoff)s
+    ) as t
 """
 _COUNT_EXPIRED_ROWS = "select count(*), count(*) filter (where rejected) from (" + _EXPIRED_ROWS + ") as e"
 _DELETE_EXPIRED_ROWS = """

@@ -22,3 +22,21 @@
     end
     $migration$
 {%- endmacro %}
+
+{% macro add_index_on_load_and_time() -%}
+    {#- An index on (load_id, "timestamp") of int_usage_rows_typed (new in 0.2.0), by which retention finds a load's
+        rows older than the cutoff and its oldest call without reading all its rows. Created once, on a new table
+        or one 0.1.0 built (a post-hook, as dbt's own index config applies only when dbt creates the table). -#}
+    {%- set relation = this.schema ~ '.' ~ this.identifier -%}
+    do $migration$
+    begin
+        if not exists (
+            select 1 from pg_indexes
+            where schemaname = '{{ this.schema }}' and tablename = '{{ this.identifier }}'
+                and indexname = '{{ this.identifier }}_load_time'
+        ) then
+            create index {{ this.identifier }}_load_time on {{ relation }} (load_id, "timestamp");
+        end if;
+    end
+    $migration$
+{%- endmacro %}

@@ -20,7 +20,7 @@ from psycopg import sql
 from reference import csv_calls
 
 from bench.generate import write as generate_csv
-from loader.retention import retention_cutoff
+from loader.retention import retention_cutoff, set_retention
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # fixed, so that the same row() is the same row all session
 
@@ -142,6 +142,67 @@ def test_a_run_that_loads_nothing_on_an_aging_database_prunes_nothing_and_runs_n
     again = telemetry.ingest(path, progress=messages.append)
     assert (again.loads[0].read, again.pruned.calls) == ("unchanged", 0)
     assert not any("dbt" in m for m in messages), messages
+
+
+SESSION_HEADER = "timestamp,model,prompt_tokens,completion_tokens,task_success,task_type,duration_ms,notes,session_id"
+
+
+def marts_agree_with_llm_calls(telemetry) -> None:
+    """Every mart that retention prunes itself holds exactly what llm_calls says, and nothing before the cutoff."""
+    assert telemetry.query(
+        "select call_date, model, phase, prompt_name, calls, successes, failures, estimated_cost_usd, unpriced_calls "
+        "from telemetry.daily_usage order by 1, 2, 3, 4") == telemetry.query(
+        "select (\"timestamp\" at time zone 'UTC')::date, model, coalesce(phase, '(none)'), prompt_name, count(*), "
+        "count(*) filter (where success), count(*) filter (where not success), "
+        "coalesce(sum(estimated_cost_usd), 0), count(*) filter (where estimated_cost_usd is null) "
+        "from telemetry.llm_calls group by 1, 2, 3, 4 order by 1, 2, 3, 4")
+    assert telemetry.query(
+        "select grain, call_date, coalesce(model, phase, prompt_name), calls from telemetry.daily_usage_rollups "
+        "order by 1, 2, 3") == telemetry.query(
+        "select g, call_date, v, sum(calls) from telemetry.daily_usage, "
+        "lateral (values ('model', model), ('phase', phase), ('prompt_name', prompt_name)) as d(g, v) "
+        "group by 1, 2, 3 order by 1, 2, 3")
+    assert telemetry.query('select "timestamp", session_id from telemetry.failed_calls order by 1, 2') == \
+        telemetry.query('select "timestamp", session_id from telemetry.llm_calls where not success order by 1, 2')
+    assert telemetry.query("select call_date, sum(failures)::int from telemetry.error_summary group by 1 order by 1") \
+        == telemetry.query("select (\"timestamp\" at time zone 'UTC')::date, count(*)::int from telemetry.llm_calls "
+                           "where not success group by 1 order by 1")
+    assert telemetry.query("select session_id, calls, first_call_at, last_call_at, estimated_cost_usd "
+                           "from telemetry.cost_by_session order by 1") == telemetry.query(
+        "select session_id, count(*), min(\"timestamp\"), max(\"timestamp\"), coalesce(sum(estimated_cost_usd), 0) "
+        "from telemetry.llm_calls where not session_id_derived group by 1 order by 1")
+
+
+@pytest.mark.parametrize("spanning", [False, True], ids=["no-session-spans-the-cutoff", "a-session-spans-it"])
+def test_calls_ageing_out_leave_the_marts_without_a_dbt_run(telemetry, spanning):
+    """The first run after the cutoff moved deletes the day that left the window from llm_calls and every mart
+    itself (their rows belong to one call or one day), exactly, and starts no dbt; only a session with calls on
+    both sides of the cutoff needs dbt, to recompute that session."""
+    cutoff = retention_cutoff(6)
+    before, after = cutoff - timedelta(hours=20), cutoff + timedelta(hours=3)
+    calls = [f"{(before + timedelta(minutes=i)):%Y-%m-%dT%H:%M:%SZ},gpt-4o,100,10,{'false' if i % 3 else 'true'},"
+             f"plan,1,Phase {i % 4} timeout after {i}s,old-{i % 2}" for i in range(12)]
+    calls += [f"{(after + timedelta(minutes=i)):%Y-%m-%dT%H:%M:%SZ},claude-sonnet-4-5,200,20,"
+              f"{'false' if i % 2 else 'true'},verify,1,Phase {i % 3} error {i},new-{i % 2}" for i in range(12)]
+    calls += [f"{before + timedelta(hours=2):%Y-%m-%dT%H:%M:%SZ},gpt-4o-mini,5,5,true,plan,1,no session,",
+              f"{after + timedelta(hours=2):%Y-%m-%dT%H:%M:%SZ},gpt-4o-mini,5,5,true,plan,1,no session,"]
+    if spanning:
+        calls += [f"{before + timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ},gpt-4o-mini,5,5,true,plan,1,Phase 9,spanning",
+                  f"{after + timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ},gpt-4o-mini,5,5,true,plan,1,Phase 9,spanning"]
+    path = telemetry.write("usage.csv", csv_text(*calls, header=SESSION_HEADER))
+    telemetry.ingest(path)  # retention off: both sides of the cutoff are stored
+    marts_agree_with_llm_calls(telemetry)
+
+    set_retention(6, settings=telemetry.settings)
+    messages: list[str] = []
+    ingest = telemetry.ingest(path, progress=messages.append)
+    assert (ingest.loads[0].read, ingest.pruned.calls) == ("unchanged", 13 + spanning)
+    assert telemetry.scalar('select count(*) from telemetry.llm_calls where "timestamp" < %s', [cutoff]) == 0
+    marts_agree_with_llm_calls(telemetry)
+    assert not any("running dbt" in m for m in messages), messages
+    assert any("recomputing 1 sessions" in m for m in messages) == spanning, messages
+    if spanning:
+        assert telemetry.scalar("select calls from telemetry.cost_by_session where session_id = 'spanning'") == 1
 
 
 @pytest.mark.parametrize("months", ["99999", "1201", "²", "-1", "6.5"])

@@ -4,6 +4,7 @@
         incremental_strategy='append',
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['load_id', 'record_number'], 'unique': true}],
+        post_hook=["{{ add_index_on_load_and_time() }}"],
     )
 }}
 
