@@ -18,7 +18,9 @@ import os
 import platform
 import re
 import shlex
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -63,32 +65,49 @@ class Proc:
                 f"stdout (end):\n{out or '(empty)'}\nstderr (end):\n{tail or '(empty)'}")
 
 
-def run_process(command: list[str], env: dict[str, str], timeout: float) -> Proc:
-    """Run a command to its end; wall-clock time, and peak RSS from the rusage of this one child (os.wait4).
+# Runs the command as its own child and writes that child's rusage (peak RSS in KiB, CPU seconds) to the file named
+# first. A child's ru_maxrss also counts the memory of the process it was forked from, before it exec'd: started
+# from this benchmark (hundreds of MB), the loader would be charged for the benchmark's memory, so a small Python
+# process starts it instead (a few ms, counted in the time).
+_LAUNCHER = """
+import os, sys
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
-    The rusage of a child covers that process and the descendants it waited for: the loader (dbt runs inside
-    it), never the PostgreSQL server, which is not its child.
+
+def run_process(command: list[str], env: dict[str, str], timeout: float) -> Proc:
+    """Run a command to its end; wall-clock time, and peak RSS and CPU time from its rusage (os.wait4).
+
+    The rusage of a process covers it and the descendants it waited for: the loader (dbt runs inside it), never
+    the PostgreSQL server, which is not its child.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as usage_file:
         started = time.perf_counter()
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=ROOT)
+        proc = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, usage_file.name, *command],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=ROOT,
+                                start_new_session=True)
         killed = threading.Event()
-        timer = threading.Timer(timeout, lambda: (killed.set(), proc.kill()))
+        timer = threading.Timer(timeout, lambda: (killed.set(), os.killpg(proc.pid, signal.SIGKILL)))
         timer.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            proc.wait()
         except BaseException:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
         finally:
             timer.cancel()
         seconds = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)  # we reaped it; Popen must not wait again
+        maxrss_kib, cpu_seconds = (usage_file.read().split() or ["0", "0"])[:2]
         out.seek(0)
         err.seek(0)
         result = Proc(command, seconds, proc.returncode, out.read().decode("utf-8", "replace"),
-                      err.read().decode("utf-8", "replace"), usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
+                      err.read().decode("utf-8", "replace"), int(maxrss_kib), float(cpu_seconds))
     if killed.is_set():
         raise BenchError(f"timed out after {timeout:.0f} s and was killed\n{result.describe()}")
     return result

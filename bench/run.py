@@ -22,9 +22,8 @@ seconds of the whole command:
 - a full load of 10,000 rows (fixed costs, and peak RSS flatness);
 - the competent 20-line loader (``bench/naive.py``: csv.DictReader + psycopg 3 executemany of INSERT ... ON
   CONFLICT DO NOTHING) over all N rows; the per-row variant once, in the first repetition;
-- the dashboard's page times, once, on the loaded database, if ``bench/dashboard.py`` exists (not ours: its
-  ``measure(database_url)`` returns ``p95_ms`` and ``start_to_first_page_s`` (or ``start_seconds``); ``env``,
-  ``timeout``, ``workdir`` keywords are passed when it accepts them).
+- the dashboard's page times (``bench/dashboard.py``), once, at the end, on N calls in sessions of 40 calls (the
+  main file's rows with a session_id column), every page under five filters.
 
 ``--only full`` measures the floor and the full load only (with sizes). Every CLI call's exit code and JSON
 counts are checked against counts computed here from the files; any surprise aborts the run with a message
@@ -35,8 +34,6 @@ rendered (``bench/report.py``) from this run and the latest saved run of the oth
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
 import os
 import re
@@ -48,8 +45,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench import dashboard as dashboard_bench
 from bench import report
-from bench.data import APPEND_SEED, RETENTION_MONTHS, DataFile, append_records, generate, layouts
+from bench.data import APPEND_SEED, MAIN_SEED, RETENTION_MONTHS, DataFile, append_records, generate, layouts
+from bench.generate import write as generate_csv
 from bench.measure import (
     ROOT,
     BenchError,
@@ -74,6 +73,7 @@ BIG_ROWS = 10_000_000
 QUICK_ROWS = 20_000
 SMALL_ROWS = 10_000
 APPEND_ROWS = 1_000
+DASHBOARD_SESSION_CALLS = 40  # calls per session in the dashboard's data
 NOOP_RUNS = 3
 NOOP_GAP = 5.0  # seconds before each no-op run (were the cutoff to move with the clock, a few calls age out)
 SLOW_STATEMENT_MS = 500  # the timeline runs log every statement that takes longer (server log)
@@ -180,9 +180,8 @@ class Bench:
         for key in ("rows_read", "inserted", "duplicates", "rejected", "expired"):
             expect(isinstance(data.get(key), int), f"{what}: the JSON has no integer {key!r}: {data}")
         conflicts = data.get("conflicts", 0)  # same key, other values: none in the generated files
-        parts = data["inserted"] + data["duplicates"] + conflicts + data["rejected"] + data["expired"]
-        expect(data["rows_read"] == parts,
-               f"{what}: rows_read != inserted + duplicates + conflicts + rejected + expired: {data}")
+        parts = data["inserted"] + data["duplicates"] + data["rejected"] + data["expired"]  # conflicts: in duplicates
+        expect(data["rows_read"] == parts, f"{what}: rows_read != inserted + duplicates + rejected + expired: {data}")
         expect(data["rejected"] == 0 and conflicts == 0, f"{what}: rows rejected or in conflict, expected none: "
                f"{data}\n{proc.describe()}")
         expect(data.get("dry_run") is False, f"{what}: dry_run is not false: {data}")
@@ -397,11 +396,24 @@ class Bench:
         self.add(name, proc.seconds)
         log(f"naive ({name}) on {main.rows:,} rows: {proc.seconds:.2f} s")
 
-    def dashboard(self) -> None:
-        """bench/dashboard.py's measure(), if there is one, on the loaded database."""
-        self.results["dashboard"] = measure_dashboard(self.server.url, env=self.env(), timeout=self.timeout,
-                                                      workdir=self.workdir)
-        log(f"dashboard: {self.results['dashboard']}")
+    def dashboard(self, main: DataFile) -> None:
+        """bench/dashboard.py's page times on N calls in sessions of DASHBOARD_SESSION_CALLS (the main file's
+        rows, with a session_id column: its canonical header has none, and so no sessions), in a new database."""
+        path = self.workdir / "data" / "sessions.csv"
+        generate_csv(path, main.rows, seed=MAIN_SEED, days=180, calls_per_session=DASHBOARD_SESSION_CALLS)
+        self.fresh_database()
+        proc = self.telemetry("ingest", "csv", str(path), "-q", "--json", what="dashboard data",
+                              retention_months="0")
+        expect(proc.returncode == 0, f"dashboard data: telemetry ingest csv failed\n{proc.describe()}")
+        try:
+            result = dashboard_bench.measure(self.server.url)
+        except Exception as exc:  # keep the rest of the run; the report says why
+            result = {"status": f"not measured: {type(exc).__name__}: {exc}"}
+        else:
+            result = {"status": "measured", "start_seconds": result["start_to_first_page_s"],
+                      "p95_ms": result["p95_ms"], "calls_per_session": DASHBOARD_SESSION_CALLS, "raw": result}
+        self.results["dashboard"] = result
+        log(f"dashboard: {result}")
 
     # -- runs --
 
@@ -413,8 +425,6 @@ class Bench:
         self.noop_aging(main, work, number)
         self.startup()
         self.stats(main)
-        if number == 1:
-            self.dashboard()
         self.append(main, extra, work)
         self.append_empty(extra)
         self.small(small)
@@ -451,30 +461,6 @@ class Bench:
                                       self.timeout)
         self.results["timelines"].append({"title": title, "seconds": seconds, "lines": lines,
                                           "slow": slow_statements(self.server.log_file, offset)})
-
-
-def measure_dashboard(url: str, **optional) -> dict:
-    """Call ``bench.dashboard.measure(url, ...)`` if that module exists (it is not ours); a ``status`` saying
-    why not otherwise. The keywords in ``optional`` are passed when its signature accepts them."""
-    try:
-        dashboard = importlib.import_module("bench.dashboard")
-    except ModuleNotFoundError as exc:
-        if exc.name == "bench.dashboard":
-            return {"status": "not measured: no dashboard yet"}
-        return {"status": f"not measured: bench/dashboard.py does not import ({exc})"}
-    measure = getattr(dashboard, "measure", None)
-    if not callable(measure):
-        return {"status": "not measured: bench/dashboard.py has no measure(database_url) function"}
-    accepted = inspect.signature(measure).parameters
-    try:
-        result = measure(url, **{k: v for k, v in optional.items() if k in accepted})
-    except Exception as exc:  # someone else's code: say what happened, keep the rest of the run
-        return {"status": f"not measured: bench/dashboard.py's measure() failed: {type(exc).__name__}: {exc}"}
-    result = result if isinstance(result, dict) else {}
-    start = result.get("start_seconds", result.get("start_to_first_page_s"))
-    if not all(isinstance(v, (int, float)) for v in (start, result.get("p95_ms"))):
-        return {"status": f"not measured: measure() returned no start time and p95_ms: {result!r}"[:300]}
-    return {"status": "measured", "start_seconds": start, "p95_ms": result["p95_ms"], "raw": result}
 
 
 # --- main ---------------------------------------------------------------------------------------------------
@@ -560,6 +546,8 @@ def run(bench: Bench, argv: list[str]) -> dict:
             bench.repetition_full(number, main)
     if args.only == "all" and not args.no_timeline:
         bench.timelines(main, extra)
+    if args.only == "all":
+        bench.dashboard(main)
     results["load_after"] = load_average()
     results["machine"] = machine_info(bench.server.sql)
     results["written_at"] = datetime.now(UTC).isoformat()
