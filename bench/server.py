@@ -9,6 +9,7 @@ one target folder per database name, so every measurement sees the same warm dbt
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 from loader.database import embedded_url, stop_embedded
@@ -24,6 +25,7 @@ class BenchServer:
         self.url = ""
 
     def start(self) -> None:
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # platformdirs, on import of the wheel
         telemetry_url = embedded_url(self.folder)  # starts it, as any telemetry command would
         self.admin_url = telemetry_url.replace("/telemetry?", "/postgres?", 1)
         self.url = telemetry_url.replace("/telemetry?", f"/{DATABASE}?", 1)

@@ -27,14 +27,19 @@
     {#- An index on (load_id, "timestamp") of int_usage_rows_typed (new in 0.2.0), by which retention finds a load's
         rows older than the cutoff and its oldest call without reading all its rows. Created once, on a new table
         or one 0.1.0 built (a post-hook, as dbt's own index config applies only when dbt creates the table). -#}
+    {#- On a full refresh dbt renames the old table to a backup that still holds the index's name until it is
+        dropped at the end of the run: that index is dropped first, so the new table gets its own. -#}
     {%- set relation = this.schema ~ '.' ~ this.identifier -%}
+    {%- set index = this.schema ~ '.' ~ this.identifier ~ '_load_time' -%}
     do $migration$
     begin
-        if not exists (
-            select 1 from pg_indexes
-            where schemaname = '{{ this.schema }}' and tablename = '{{ this.identifier }}'
-                and indexname = '{{ this.identifier }}_load_time'
+        if to_regclass('{{ index }}') is not null and not exists (
+            select 1 from pg_index
+            where indexrelid = to_regclass('{{ index }}') and indrelid = to_regclass('{{ relation }}')
         ) then
+            drop index {{ index }};
+        end if;
+        if to_regclass('{{ index }}') is null then
             create index {{ this.identifier }}_load_time on {{ relation }} (load_id, "timestamp");
         end if;
     end

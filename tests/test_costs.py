@@ -103,3 +103,7 @@ def test_reprice_applies_a_changed_seed_to_stored_calls(telemetry):
     reprice(settings=telemetry.settings)
     assert telemetry.scalar("select estimated_cost_usd from telemetry.llm_calls") == cost
     assert telemetry.calls() == before
+    # the full refresh rebuilt the typed rows with retention's index on (load_id, timestamp)
+    assert telemetry.scalar("select indrelid::regclass::text from pg_index"
+                            " where indexrelid = to_regclass('telemetry.int_usage_rows_typed_load_time')"
+                            ) == "telemetry.int_usage_rows_typed"
