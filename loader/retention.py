@@ -114,11 +114,30 @@ def database_retention(conn: psycopg.Connection, settings: Settings) -> Retentio
     configured = settings.retention_months
     stored = stored_months(conn)
     if stored is None:
+        if configured is None and (oldest := _call_older_than_the_default_window(conn)) is not None:
+            set_state(conn, _WINDOW_KEY, "0")
+            return Retention(0, None, (
+                f"this database was built before its retention window was stored and holds calls from "
+                f"{oldest:%Y-%m-%d}, older than the default window of {DEFAULT_RETENTION_MONTHS} months: it keeps "
+                f"everything until you choose a window, e.g. telemetry retention set {DEFAULT_RETENTION_MONTHS}"))
         months = check_months(configured if configured is not None else DEFAULT_RETENTION_MONTHS,
                               "TELEMETRY_RETENTION_MONTHS")
         set_state(conn, _WINDOW_KEY, str(months))
         return Retention(months, retention_cutoff(months))
     return Retention(stored, retention_cutoff(stored), disagreement(configured, stored))
+
+
+def _call_older_than_the_default_window(conn: psycopg.Connection) -> datetime | None:
+    """The oldest call of a database 0.1.0 built (no window stored) when the default window would prune it.
+
+    0.1.0 pruned with whatever TELEMETRY_RETENTION_MONTHS the run had: calls older than the default window mean
+    the database was kept with a longer one (or none), which a plain first run of this version must not undo.
+    """
+    if not relation_exists(conn, LLM_CALLS):
+        return None
+    oldest = conn.execute(sql.SQL('select min("timestamp") from {}').format(LLM_CALLS)).fetchone()[0]
+    cutoff = retention_cutoff(DEFAULT_RETENTION_MONTHS)
+    return oldest if oldest is not None and oldest < cutoff else None
 
 
 def stored_months(conn: psycopg.Connection) -> int | None:

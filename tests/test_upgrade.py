@@ -444,6 +444,32 @@ def test_upgrade_with_the_default_retention_keeps_expired_calls_out(database_url
     assert same_stats(versions.new("stats", "--json"), llm_calls_totals(database_url))
 
 
+def test_history_0_1_0_kept_without_retention_survives_a_plain_first_run(database_url, released, tmp_path):
+    """0.1.0 pruned with whatever window each run had. A database it filled with TELEMETRY_RETENTION_MONTHS=0
+    holds calls older than the default window; the first run of this version without the variable (a plain cron
+    job) stores "keep everything" instead of pruning them, and says how to choose a window."""
+    kept_everything = _versions(released_tree(released), tmp_path, database_url, retention="0")
+    plain = _versions(released_tree(released), tmp_path, database_url, retention=None)
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows = [f"{(now - timedelta(days=days)):%Y-%m-%dT%H:%M:%SZ},gpt-4o,100,10,true,execute,1000,Phase 1 day {days}"
+            for days in (400, 250, 3)]
+    history = write(tmp_path / "inbox" / "history.csv", csv_text(*rows))
+    assert kept_everything.old_ingest(history)["inserted"] == 3
+    before = Snapshot.take(database_url)
+
+    first = plain.new("ingest", "csv", str(history), "--json", "-q")
+    assert_nothing_new(_checked_summary(first))
+    assert "keeps everything until you choose a window, e.g. telemetry retention set 6" in first.stderr
+    assert first.stderr.count("\n") == 1, first.stderr
+    assert_kept(before, Snapshot.take(database_url, like=before))
+    status = json.loads(plain.new("db", "status", "--json").stdout)
+    assert status["retention"]["months"] == 0, status
+    # from then on the stored window is the database's, and choosing one applies it
+    plain.new("retention", "set", "6")
+    report = json.loads(plain.new("prune", "--json").stdout)
+    assert report["calls"] == 2, report
+
+
 def _stop_embedded(pgdata: Path) -> None:
     """Cleanup, whatever the code under test did: stop a server still running in pgdata (SIGINT = fast shutdown)."""
     pid_file = pgdata / "postmaster.pid"
