@@ -46,15 +46,8 @@ aggregated as (
         model,
         coalesce(phase, '(none)') as phase,
         prompt_name,
-        count(*) as calls,
-        count(*) filter (where success) as successes,
-        count(*) filter (where not success) as failures,
-        coalesce(sum(input_tokens), 0) as input_tokens,
-        coalesce(sum(output_tokens), 0) as output_tokens,
-        coalesce(sum(total_tokens), 0) as total_tokens,
-        coalesce(sum(estimated_cost_usd), 0) as estimated_cost_usd,
-        coalesce(sum(estimated_cost_usd) filter (where success), 0) as successful_calls_cost_usd,
-        count(*) filter (where estimated_cost_usd is null) as unpriced_calls
+        {{ call_measures() }},
+        coalesce(sum(estimated_cost_usd) filter (where success), 0) as successful_calls_cost_usd
 
     from calls
     group by 1, 2, 3, 4
