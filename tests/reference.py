@@ -6,6 +6,7 @@ They share no code with the loader or the dbt models: the tests compare the two.
 from __future__ import annotations
 
 import csv
+import re
 from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -87,3 +88,12 @@ def totals(calls: list[dict]) -> dict:
         "success_rate": Decimal(successes) / (successes + failures) if successes + failures else None,
         "by_model": dict(by_model),
     }
+
+
+def error_pattern(message: str | None) -> str:
+    """error_summary's pattern of an error message: lower-cased, hex ids and numbers as '#', blanks squeezed."""
+    text = (message or "").lower()
+    text = re.sub(r"[0-9a-f]{8,}(-[0-9a-f]{4,})*", "#", text)
+    text = re.sub(r"[0-9]+([.,:][0-9]+)*", "#", text)
+    text = re.sub(r"\s+", " ", text).strip()[:200]
+    return text or "(no message)"

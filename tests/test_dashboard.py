@@ -23,11 +23,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from conftest import with_dbname
 from dashboard_data import ESCAPE_MODEL, HOSTILE_MODEL, UNPRICED_MODEL, drop_database, loaded_database
+from helpers import with_dbname
 from psycopg import sql
+from reference import error_pattern
 from starlette.testclient import TestClient
-from test_marts import _pattern
 
 from dashboard.app import create_app
 from dashboard.db import connect_reader
@@ -170,7 +170,7 @@ def test_a_filter_changes_every_section_and_stays_in_the_url(loaded, client):
     failures = defaultdict(int)
     for c in expected:
         if c["success"] is False:
-            failures[_pattern(c["error_message"])] += 1
+            failures[error_pattern(c["error_message"])] += 1
     assert {e["error_pattern"]: e["failures"] for e in data["top_errors"]} == dict(
         sorted(failures.items(), key=lambda kv: (-kv[1], kv[0]))[:5])
     # Every other page counts the same calls under the same filters.
@@ -403,7 +403,7 @@ def test_an_error_pattern_leads_to_the_calls_behind_it(loaded, client):
         if token is None:
             break
     assert len(calls) == top["failures"] > 0
-    assert all(_pattern(c["error_message"]) == top["error_pattern"] for c in calls)
+    assert all(error_pattern(c["error_message"]) == top["error_pattern"] for c in calls)
 
 
 def test_sessions_add_up_to_llm_calls(loaded, client):

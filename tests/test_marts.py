@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from datetime import UTC, date, timedelta
 from decimal import Decimal
@@ -12,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import PROJECT_DIR
-from reference import csv_calls, totals
+from reference import csv_calls, error_pattern, totals
 
 from bench.generate import write as generate_csv
 from loader import queries
@@ -132,14 +131,6 @@ def test_daily_cost_trend_matches_brute_force(loaded):
     assert [r["call_date"] for r in last7] == [r["call_date"] for r in full[-7:]]
 
 
-def _pattern(message: str | None) -> str:
-    text = (message or "").lower()
-    text = re.sub(r"[0-9a-f]{8,}(-[0-9a-f]{4,})*", "#", text)
-    text = re.sub(r"[0-9]+([.,:][0-9]+)*", "#", text)
-    text = re.sub(r"\s+", " ", text).strip()[:200]
-    return text or "(no message)"
-
-
 def test_error_summary_matches_brute_force(loaded):
     telemetry, _ = loaded
     conn = psycopg.connect(telemetry.url)
@@ -147,7 +138,7 @@ def test_error_summary_matches_brute_force(loaded):
     failures = [c for c in all_calls(telemetry) if c["success"] is False and day(c) >= since]
     expected: dict = defaultdict(list)
     for c in failures:
-        expected[(_pattern(c["error_message"]), c["model"], day(c))].append(c["timestamp"])
+        expected[(error_pattern(c["error_message"]), c["model"], day(c))].append(c["timestamp"])
     got = queries.error_summary(since, conn=conn)
     assert {(r["error_pattern"], r["model"], r["call_date"]): (r["failures"], r["first_seen"], r["last_seen"])
             for r in got} == {k: (len(v), min(v), max(v)) for k, v in expected.items()}
