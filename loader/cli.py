@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 from loader.errors import EXIT_INTERRUPTED, EXIT_OK, TelemetryError
@@ -37,8 +38,13 @@ def _out(text: str = "") -> None:
     print(_terminal(text), flush=True)
 
 
+_STDERR = threading.Lock()  # dbt reports its nodes from its worker threads: one line at a time, whole
+
+
 def _err(message: str) -> None:
-    print(_terminal(message), file=sys.stderr, flush=True)
+    with _STDERR:
+        sys.stderr.write(_terminal(message) + "\n")
+        sys.stderr.flush()
 
 
 def _progress_printer(enabled: bool):

@@ -419,3 +419,24 @@ def test_text_from_the_data_reaches_the_terminal_with_control_characters_escaped
     assert "esc\\x1b[2J.csv" in ingest.stdout + ingest.stderr
     assert "evil\\x1b[31mred" in stats.stdout
     assert "pwned\\x07" in stats.stdout  # the error text, in the top errors
+
+
+def test_progress_from_dbts_worker_threads_reaches_stderr_one_whole_line_at_a_time(capfd):
+    """dbt reports each model from the thread that ran it; two reports never share a line."""
+    import threading
+
+    from loader.cli import _progress_printer
+
+    progress = _progress_printer(True)
+    messages = [f"  model_{t}_{i}: success" for t in range(8) for i in range(500)]
+
+    def report(thread: int) -> None:
+        for i in range(500):
+            progress(f"  model_{thread}_{i}: success")
+
+    threads = [threading.Thread(target=report, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(capfd.readouterr().err.splitlines()) == sorted(messages)
