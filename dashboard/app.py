@@ -107,20 +107,26 @@ def parse_budget(env: dict[str, str] | None = None) -> Decimal | None:
 
 
 def _with_share(rows: list[dict[str, Any]], total_cost: Decimal) -> list[dict[str, Any]]:
-    """Adds each row's share of the cost and its cost per successful call."""
+    """Adds each row's share of the cost and its cost per successful call (None where its cost is unknown)."""
     for row in rows:
-        row["share_of_cost"] = round(row["estimated_cost_usd"] / total_cost, 4) if total_cost else None
+        known = row["estimated_cost_usd"] is not None
+        row["share_of_cost"] = round(row["estimated_cost_usd"] / total_cost, 4) if total_cost and known else None
         row["cost_per_successful_call_usd"] = (
-            row["estimated_cost_usd"] / row["successes"] if row["successes"] else None)
+            row["estimated_cost_usd"] / row["successes"] if row["successes"] and known else None)
     return rows
+
+
+def _amount(value: Decimal | None) -> float | None:
+    """A chart's value: None (a gap) where the cost is unknown, never 0."""
+    return None if value is None else float(value)
 
 
 def _stacked_chart(chart_id: str, title: str, rows: list[dict[str, Any]], by: str) -> dict[str, Any]:
     days = sorted({r["call_date"] for r in rows})
     index = {d: i for i, d in enumerate(days)}
-    series: dict[str, list[float]] = {}
+    series: dict[str, list[float | None]] = {}
     for r in rows:
-        series.setdefault(r[by], [0.0] * len(days))[index[r["call_date"]]] = float(r["estimated_cost_usd"])
+        series.setdefault(r[by], [0.0] * len(days))[index[r["call_date"]]] = _amount(r["estimated_cost_usd"])
     return {"id": chart_id, "title": title, "type": "bar", "stacked": True, "money": True,
             "labels": [d.isoformat() for d in days],
             "datasets": [{"label": name, "data": values} for name, values in series.items()]}
@@ -129,7 +135,7 @@ def _stacked_chart(chart_id: str, title: str, rows: list[dict[str, Any]], by: st
 def _bar_chart(chart_id: str, title: str, labels: list[str], values: list[Any], *, money: bool = True,
                horizontal: bool = False, label: str = "estimated cost (USD)",
                line: tuple[str, list[Any]] | None = None) -> dict[str, Any]:
-    datasets: list[dict[str, Any]] = [{"label": label, "data": [float(v or 0) for v in values]}]
+    datasets: list[dict[str, Any]] = [{"label": label, "data": [_amount(v) for v in values]}]
     if line:
         datasets.append({"label": line[0], "data": [None if v is None else float(v) * 100 for v in line[1]],
                          "type": "line", "yAxisID": "y2"})
@@ -172,14 +178,15 @@ def overview(request: Request, conn: psycopg.Connection, f: Filters, app_state) 
                        "type": "bar", "money": True, "y2": "money",
                        "labels": [r["call_date"].isoformat() for r in trend],
                        "datasets": [
-                           {"label": "daily cost", "data": [float(r["estimated_cost_usd"]) for r in trend]},
+                           {"label": "daily cost", "data": [_amount(r["estimated_cost_usd"]) for r in trend]},
                            {"label": "7-day average", "type": "line",
-                            "data": [float(r["cost_7d_moving_avg_usd"]) for r in trend]},
+                            "data": [_amount(r["cost_7d_moving_avg_usd"]) for r in trend]},
                            {"label": "cumulative", "type": "line", "yAxisID": "y2",
-                            "data": [float(r["cumulative_cost_usd"]) for r in trend]},
+                            "data": [_amount(r["cumulative_cost_usd"]) for r in trend]},
                        ]})
         charts.append(_stacked_chart("by-model", "Estimated cost by model and day", data["by_model_daily"], "model"))
-    top_phases = sorted(data["by_phase"], key=lambda r: (-r["estimated_cost_usd"], -r["calls"], r["phase"]))[:10]
+    top_phases = sorted(data["by_phase"], key=lambda r: (r["estimated_cost_usd"] is None,
+                                                        -(r["estimated_cost_usd"] or 0), -r["calls"], r["phase"]))[:10]
     if top_phases:
         charts.append(_bar_chart("phases", "Top phases by estimated cost", [r["phase"] for r in top_phases],
                                  [r["estimated_cost_usd"] for r in top_phases], horizontal=True))

@@ -168,7 +168,8 @@ _SESSION_FILTERS = """
 
 _SESSION_SUMMARY = f"""
     select count(*) as sessions, coalesce(sum(calls), 0)::bigint as calls,
-           coalesce(sum(estimated_cost_usd), 0) as estimated_cost_usd,
+           case when count(*) = 0 then 0
+                else sum(estimated_cost_usd) filter (where unpriced_calls < calls) end as estimated_cost_usd,
            coalesce(sum(unpriced_calls), 0)::bigint as unpriced_calls,
            count(*) filter (where unpriced_calls = calls) as unpriced_sessions,
            sum(estimated_cost_usd) / nullif(count(*) filter (where unpriced_calls < calls), 0)
@@ -183,9 +184,11 @@ _TOP_SESSIONS = f"""
            prompt_names
     from telemetry.cost_by_session
     where {_SESSION_FILTERS}
-    order by {{cost}} desc, first_call_at desc, session_id
+    order by {{cost}} desc nulls last, first_call_at desc, session_id
     limit %(limit)s
 """
+# The cost of a session whose calls are all unpriced is NULL: such sessions come last, and the summary's cost is
+# NULL when every session is unpriced (unknown, not $0), 0 when no session matches.
 # Without a model, phase or prompt_name filter the index on estimated_cost_usd yields the top sessions at once;
 # with one, walking that index can pass most sessions before finding a hundred that match (a cheap model's
 # sessions are at its far end), so the matching sessions are sorted instead ("+ 0" keeps the index out).

@@ -164,18 +164,22 @@ _SOURCES = (
     ("cost_by_phase", {"model", "phase"}, "true"),
 )
 
+# The cost of rows of calls that are all unpriced is unknown (NULL), never 0: summed over the rows with a priced
+# call only (a database built by 0.2.0 may still hold 0 for the others until its first run with this version).
+KNOWN_COST = "sum(estimated_cost_usd) filter (where unpriced_calls < calls)"
+
 MEASURES = sql.SQL("""
     sum(calls)::bigint as calls,
     sum(input_tokens)::bigint as input_tokens,
     sum(output_tokens)::bigint as output_tokens,
     sum(total_tokens)::bigint as total_tokens,
-    sum(estimated_cost_usd) as estimated_cost_usd,
+    {cost} as estimated_cost_usd,
     sum(unpriced_calls)::bigint as unpriced_calls,
     sum(successes)::bigint as successes,
     sum(failures)::bigint as failures,
     case when sum(successes + failures) > 0
          then round(sum(successes)::numeric / sum(successes + failures), 4) end as success_rate
-""")
+""".replace("{cost}", KNOWN_COST))
 
 
 def _source(conn: psycopg.Connection, filters: Filters, *group_by: str) -> sql.Composed:
@@ -217,7 +221,7 @@ def totals(conn: psycopg.Connection, filters: Filters) -> Row:
 
 
 _ORDERS = {
-    "cost": sql.SQL("estimated_cost_usd desc, calls desc, {}"),
+    "cost": sql.SQL("estimated_cost_usd desc nulls last, calls desc, {}"),
     "calls": sql.SQL("calls desc, {}"),
     "name": sql.SQL("{}"),
 }
@@ -238,10 +242,10 @@ def daily_by(conn: psycopg.Connection, filters: Filters, by: str) -> list[Row]:
     if by not in DIMENSIONS:
         raise ValueError(f"cannot break down by {by!r}")
     statement = sql.SQL("""
-        select call_date, {column}, sum(calls)::bigint as calls, sum(estimated_cost_usd) as estimated_cost_usd,
+        select call_date, {column}, sum(calls)::bigint as calls, {cost} as estimated_cost_usd,
                sum(unpriced_calls)::bigint as unpriced_calls
         {source} group by call_date, {column} order by call_date, {column}
-    """).format(column=sql.Identifier(by), source=_source(conn, filters, by))
+    """.replace("{cost}", KNOWN_COST)).format(column=sql.Identifier(by), source=_source(conn, filters, by))
     return _fetch(conn, statement, filters)
 
 
@@ -249,7 +253,7 @@ _TREND = """
     with daily as (
         select call_date, sum(calls)::bigint as calls, sum(input_tokens)::bigint as input_tokens,
                sum(output_tokens)::bigint as output_tokens, sum(total_tokens)::bigint as total_tokens,
-               sum(estimated_cost_usd) as estimated_cost_usd, sum(unpriced_calls)::bigint as unpriced_calls
+               {cost} as estimated_cost_usd, sum(unpriced_calls)::bigint as unpriced_calls
         {source}
         group by call_date
     ),
@@ -259,21 +263,24 @@ _TREND = """
     filled as (
         select c.call_date, coalesce(d.calls, 0) as calls, coalesce(d.input_tokens, 0) as input_tokens,
                coalesce(d.output_tokens, 0) as output_tokens, coalesce(d.total_tokens, 0) as total_tokens,
-               coalesce(d.estimated_cost_usd, 0) as estimated_cost_usd,
+               case when d.call_date is null then 0 else d.estimated_cost_usd end as estimated_cost_usd,
                coalesce(d.unpriced_calls, 0) as unpriced_calls
         from calendar as c left join daily as d using (call_date)
     ),
     trend as (
         select *,
-               sum(estimated_cost_usd) over (order by call_date) as cumulative_cost_usd,
-               round(avg(estimated_cost_usd) over (order by call_date rows between 6 preceding and current row), 6)
-                   as cost_7d_moving_avg_usd
+               case when sum(calls - unpriced_calls) over to_date > 0 then sum(estimated_cost_usd) over to_date end
+                   as cumulative_cost_usd,
+               case when sum(calls - unpriced_calls) over last_7_days > 0 or sum(calls) over last_7_days = 0
+                   then round(avg(estimated_cost_usd) over last_7_days, 6) end as cost_7d_moving_avg_usd
         from filled
+        window to_date as (order by call_date),
+               last_7_days as (order by call_date rows between 6 preceding and current row)
     )
     select * from trend
     where %(days)s::int is null or call_date > (select max(call_date) from trend) - %(days)s::int
     order by call_date
-"""
+""".replace("{cost}", KNOWN_COST)
 
 
 def daily_trend(conn: psycopg.Connection, filters: Filters, *, days: int | None = None) -> list[Row]:

@@ -53,6 +53,11 @@ def _money(value: Decimal | None) -> str:
     return "-" if value is None else f"${value:,.2f}" if value >= 1 else f"${value:,.4f}"
 
 
+def _cost(value: Decimal | None) -> str:
+    """An estimated cost; None means every call it sums is unpriced: unknown, not $0."""
+    return "unpriced" if value is None else _money(value)
+
+
 def _rate(value: Decimal | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
@@ -70,7 +75,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
 def _group_rows(rows: list[dict[str, Any]], key: str) -> list[list[str]]:
     return [
         [str(r[key]), f"{r['calls']:,}", f"{r['input_tokens']:,}", f"{r['output_tokens']:,}",
-         _money(r["estimated_cost_usd"]), _rate(r["success_rate"]), f"{r['unpriced_calls']:,}"]
+         _cost(r["estimated_cost_usd"]), _rate(r["success_rate"]), f"{r['unpriced_calls']:,}"]
         for r in rows
     ]
 
@@ -91,7 +96,7 @@ def render_stats(stats: dict[str, Any]) -> str:
         f"calls          {totals['calls']:,}",
         f"input tokens   {totals['input_tokens']:,}",
         f"output tokens  {totals['output_tokens']:,}",
-        f"estimated cost {_money(totals['estimated_cost_usd'])}",
+        f"estimated cost {_cost(totals['estimated_cost_usd'])}",
         f"success rate   {_rate(totals['success_rate'])} "
         f"({totals['successes']:,} succeeded, {totals['failures']:,} failed)",
         "",
@@ -101,11 +106,11 @@ def render_stats(stats: dict[str, Any]) -> str:
     lines += ["by phase", *_table(["phase", *headers], _group_rows(stats["by_phase"], "phase")), ""]
     trend = stats["daily_trend"]
     if trend:
-        peak = max(r["estimated_cost_usd"] for r in trend) or Decimal(1)
+        peak = max(r["estimated_cost_usd"] or 0 for r in trend) or Decimal(1)
         lines.append(f"daily estimated cost, last {len(trend)} days")
         for r in trend:
-            bar = "█" * round(float(r["estimated_cost_usd"] / peak) * 30)
-            lines.append(f"  {r['call_date']}  {bar:<30}  {_money(r['estimated_cost_usd']):>10}  {r['calls']:,} calls")
+            bar = "█" * round(float((r["estimated_cost_usd"] or 0) / peak) * 30)
+            lines.append(f"  {r['call_date']}  {bar:<30}  {_cost(r['estimated_cost_usd']):>10}  {r['calls']:,} calls")
         lines.append("")
     if stats["top_errors"]:
         lines.append("top errors")

@@ -45,3 +45,55 @@
     end
     $migration$
 {%- endmacro %}
+
+{% macro null_unpriced_costs() -%}
+    {#- Up to 0.2.0 a group of calls that were all unpriced summed to an estimated_cost_usd of 0; it is NULL now
+        (unknown, not free). Rewrites the stored rows of a mart that holds call_measures() once: the column's
+        comment records that it was done, so that later runs read only the catalog. -#}
+    {%- set relation = this.schema ~ '.' ~ this.identifier -%}
+    {%- set marker = 'NULL when every call of the row is unpriced' -%}
+    do $migration$
+    begin
+        if to_regclass('{{ relation }}') is not null and col_description(
+            to_regclass('{{ relation }}'),
+            (select attnum from pg_attribute where attrelid = to_regclass('{{ relation }}')
+                and attname = 'estimated_cost_usd' and not attisdropped)
+        ) is distinct from '{{ marker }}' then
+            update {{ relation }} set estimated_cost_usd = null
+            where unpriced_calls = calls and estimated_cost_usd is not null;
+            comment on column {{ relation }}.estimated_cost_usd is '{{ marker }}';
+        end if;
+    end
+    $migration$
+{%- endmacro %}
+
+{% macro cost_order_index() -%}
+    {#- cost_by_session's index for the most expensive sessions first, unpriced ones (NULL) last, as the dashboard
+        orders them ("estimated_cost_usd desc nulls last", read backwards). 0.2.0 indexed the column ascending
+        with NULLs last, which that order cannot use: that index is replaced once. On a full refresh dbt renames
+        the old table to a backup that still holds the index's name: that one is dropped first. -#}
+    {%- set relation = this.schema ~ '.' ~ this.identifier -%}
+    {%- set index = this.schema ~ '.' ~ this.identifier ~ '_cost' -%}
+    do $migration$
+    declare
+        old regclass;
+    begin
+        if to_regclass('{{ index }}') is not null and not exists (
+            select 1 from pg_index
+            where indexrelid = to_regclass('{{ index }}') and indrelid = to_regclass('{{ relation }}')
+        ) then
+            drop index {{ index }};
+        end if;
+        for old in
+            select indexrelid::regclass from pg_index
+            where indrelid = to_regclass('{{ relation }}') and indexrelid <> coalesce(to_regclass('{{ index }}'), 0)
+                and pg_get_indexdef(indexrelid) like '%(estimated_cost_usd)'
+        loop
+            execute 'drop index ' || old;
+        end loop;
+        if to_regclass('{{ index }}') is null then
+            create index {{ this.identifier }}_cost on {{ relation }} (estimated_cost_usd nulls first);
+        end if;
+    end
+    $migration$
+{%- endmacro %}

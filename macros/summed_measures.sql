@@ -1,12 +1,13 @@
 {% macro call_measures() -%}
-    {#- The measures of a group of llm_calls rows, as daily_usage and cost_by_session both hold them. -#}
+    {#- The measures of a group of llm_calls rows, as daily_usage and cost_by_session both hold them. The cost is
+        that of the priced calls: NULL (unknown, not free) when every call of the group is unpriced. -#}
     count(*) as calls,
     count(*) filter (where success) as successes,
     count(*) filter (where not success) as failures,
     coalesce(sum(input_tokens), 0) as input_tokens,
     coalesce(sum(output_tokens), 0) as output_tokens,
     coalesce(sum(total_tokens), 0) as total_tokens,
-    coalesce(sum(estimated_cost_usd), 0) as estimated_cost_usd,
+    sum(estimated_cost_usd) as estimated_cost_usd,
     count(*) filter (where estimated_cost_usd is null) as unpriced_calls
 {%- endmacro %}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import filecmp
+import json
 from datetime import datetime
 from decimal import Decimal
 
@@ -65,6 +66,36 @@ def test_unknown_model_is_unpriced_not_free(telemetry):
     assert telemetry.scalar("select cost_source from telemetry.llm_calls where model like 'acme%'") is None
     assert telemetry.scalar("select sum(unpriced_calls) from telemetry.tokens_by_model") == 1
     assert telemetry.scalar("select sum(unpriced_calls) from telemetry.daily_cost_trend") == 1
+
+
+def test_calls_that_are_all_unpriced_sum_to_an_unknown_cost_never_zero(telemetry):
+    # 02-23 has only unpriced calls, 02-24 none, 02-25 a priced one: the marts say NULL (unknown) for the first,
+    # 0 for the quiet day, and stats says "unpriced" and null where it said $0.
+    path = telemetry.write("u.csv", "timestamp,model,prompt_tokens,completion_tokens,notes\n"
+                           "2026-02-23T10:00:00Z,acme-internal-llm-v2,1000,1000,phase 1\n"
+                           "2026-02-23T11:00:00Z,acme-internal-llm-v2,10,10,phase 1\n"
+                           "2026-02-25T10:00:00Z,gpt-4o,1000,1000,phase 1\n")
+    telemetry.ingest(path)
+    for mart in ("daily_usage", "daily_usage_rollups", "tokens_by_model", "cost_by_phase", "cost_by_prompt_name",
+                 "success_rate_by_phase"):
+        costs = dict(telemetry.query(f"select call_date::text, sum(estimated_cost_usd) from telemetry.{mart} "
+                                     "group by 1"))
+        assert costs["2026-02-23"] is None and costs["2026-02-25"] > 0, mart
+    trend = {d: (cost, cumulative) for d, cost, cumulative in telemetry.query(
+        "select call_date::text, estimated_cost_usd, cumulative_cost_usd from telemetry.daily_cost_trend")}
+    assert trend["2026-02-23"] == (None, None) and trend["2026-02-24"] == (0, None)
+    assert trend["2026-02-25"][0] == trend["2026-02-25"][1] > 0
+    unpriced = telemetry.cli("stats", "--json", "--model", "acme-internal-llm-v2")
+    assert unpriced.returncode == 0, unpriced.stderr
+    stats = json.loads(unpriced.stdout)
+    assert stats["totals"]["calls"] == 2 and stats["totals"]["estimated_cost_usd"] is None
+    assert [r["estimated_cost_usd"] for r in stats["by_model"] + stats["by_phase"]] == [None, None]
+    assert [r["estimated_cost_usd"] for r in stats["daily_trend"]] == [None]
+    report = telemetry.cli("stats", "--model", "acme-internal-llm-v2")
+    assert report.returncode == 0 and "estimated cost unpriced" in report.stdout and "$0" not in report.stdout
+    everything = json.loads(telemetry.cli("stats", "--json").stdout)
+    assert [r["estimated_cost_usd"] is None for r in everything["daily_trend"]] == [True, False, False]
+    assert everything["by_model"][-1]["model"] == "acme-internal-llm-v2"  # by cost, the unknown last
 
 
 def test_reported_cost_column_wins_over_the_estimate(telemetry):

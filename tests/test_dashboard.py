@@ -282,6 +282,51 @@ def test_an_unpriced_model_shows_as_unpriced_never_zero(loaded, client):
     assert calls and all(r[6] == "unpriced" for r in calls)
 
 
+def test_calls_that_are_all_unpriced_cost_null_never_zero_in_every_format(loaded, client):
+    """Filtered to a model without a price, every page's JSON and CSV say the cost is unknown (null, an empty
+    cell), not 0; a quiet day between two days with calls still costs 0."""
+    only_unpriced = {"model": UNPRICED_MODEL}
+    overview = get_json(client, "/", **only_unpriced)
+    assert overview["totals"]["calls"] > 0 and overview["totals"]["estimated_cost_usd"] is None
+    assert [r["estimated_cost_usd"] for r in overview["by_model"]] == [None]
+    assert overview["by_phase"] and all(r["estimated_cost_usd"] is None for r in overview["by_phase"])
+    trend = overview["daily_trend"]
+    assert trend and all((r["estimated_cost_usd"] is None) == (r["calls"] > 0) for r in trend)
+    assert all(r["estimated_cost_usd"] == 0 for r in trend if r["calls"] == 0)
+    assert all(r["cumulative_cost_usd"] is None for r in trend)
+    assert all(r["estimated_cost_usd"] is None for r in overview["by_model_daily"])
+    for path, key in [("/models", "by_model"), ("/phases", "by_phase"), ("/prompts", "by_prompt_name")]:
+        rows = get_json(client, path, **only_unpriced)[key]
+        assert rows and all(r["estimated_cost_usd"] is None and r["share_of_cost"] is None
+                            and r["cost_per_successful_call_usd"] is None for r in rows), path
+        assert get_json(client, path, **only_unpriced)["totals"]["estimated_cost_usd"] is None, path
+        cells = list(csv.DictReader(io.StringIO(client.get(path, params={**only_unpriced, "format": "csv"}).text)))
+        assert cells and all(c["estimated_cost_usd"] == "" for c in cells), path
+    cells = list(csv.DictReader(io.StringIO(client.get("/", params={**only_unpriced, "format": "csv"}).text)))
+    assert all((c["estimated_cost_usd"] == "") == (c["calls"] != "0") for c in cells)
+    calls = get_json(client, "/calls", **only_unpriced)["calls"]
+    assert calls and all(c["estimated_cost_usd"] is None for c in calls)
+
+
+def test_sessions_whose_calls_are_all_unpriced_cost_null_and_come_last(telemetry):
+    path = telemetry.write("s.csv", "timestamp,session_id,model,prompt_tokens,completion_tokens,task_success\n"
+                           "2026-02-01T10:00:00Z,s-priced,gpt-4o,1000,1000,true\n"
+                           "2026-02-01T11:00:00Z,s-unpriced,acme-internal-llm-v2,1000,1000,true\n"
+                           "2026-02-01T12:00:00Z,s-unpriced,acme-internal-llm-v2,5,5,false\n")
+    telemetry.ingest(path)
+    client = TestClient(create_app(telemetry.url))
+    data = get_json(client, "/sessions")
+    assert [(s["session_id"], s["estimated_cost_usd"] is None) for s in data["sessions"]] == [
+        ("s-priced", False), ("s-unpriced", True)]
+    assert data["summary"]["estimated_cost_usd"] == data["sessions"][0]["estimated_cost_usd"] > 0
+    unpriced = get_json(client, "/sessions", model="acme-internal-llm-v2")
+    assert unpriced["summary"]["sessions"] == 1 and unpriced["summary"]["estimated_cost_usd"] is None
+    assert unpriced["summary"]["cost_per_priced_session_usd"] is None
+    assert get_json(client, "/sessions", model="no-such-model")["summary"]["estimated_cost_usd"] == 0
+    assert telemetry.scalar("select estimated_cost_usd from telemetry.cost_by_session "
+                            "where session_id = 's-unpriced'") is None
+
+
 def test_hostile_names_are_shown_as_text(client):
     for path in ["/", "/models", "/calls", "/errors", "/sessions", "/prompts"]:
         html = client.get(path).text
@@ -417,8 +462,9 @@ def test_sessions_add_up_to_llm_calls(loaded, client):
     assert data["summary"]["calls"] == sum(n for n, _ in per_session.values())
     top = data["sessions"][0]
     assert Decimal(str(top["estimated_cost_usd"])) == Decimal(str(float(max(c for _, c in per_session.values()))))
-    assert [r["estimated_cost_usd"] for r in data["sessions"]] == sorted(
-        (r["estimated_cost_usd"] for r in data["sessions"]), reverse=True)
+    costs = [r["estimated_cost_usd"] for r in data["sessions"]]
+    priced = [c for c in costs if c is not None]
+    assert costs == sorted(priced, reverse=True) + [None] * (len(costs) - len(priced))
     hostile = get_json(client, "/sessions", model=HOSTILE_MODEL)
     assert hostile["summary"]["sessions"] == 2 and all(HOSTILE_MODEL in s["models"] for s in hostile["sessions"])
 
@@ -532,7 +578,7 @@ def test_the_new_marts_stay_exact_through_later_loads_and_retention(telemetry):
     def check() -> None:
         sessions = dict(telemetry.query("select session_id, (calls, estimated_cost_usd, first_call_at) "
                                         "from telemetry.cost_by_session"))
-        expected = dict(telemetry.query("select session_id, (count(*), coalesce(sum(estimated_cost_usd), 0), "
+        expected = dict(telemetry.query("select session_id, (count(*), sum(estimated_cost_usd), "
                                         "min(\"timestamp\")) from telemetry.llm_calls "
                                         "where not session_id_derived group by 1"))
         assert sessions == expected
@@ -540,7 +586,7 @@ def test_the_new_marts_stay_exact_through_later_loads_and_retention(telemetry):
                                 "unpriced_calls from telemetry.daily_usage order by 1, 2, 3, 4")
         assert daily == telemetry.query(
             "select (\"timestamp\" at time zone 'UTC')::date, model, coalesce(phase, '(none)'), prompt_name, "
-            "count(*), coalesce(sum(estimated_cost_usd), 0), count(*) filter (where estimated_cost_usd is null) "
+            "count(*), sum(estimated_cost_usd), count(*) filter (where estimated_cost_usd is null) "
             "from telemetry.llm_calls group by 1, 2, 3, 4 order by 1, 2, 3, 4")
         for grain in ("model", "phase", "prompt_name"):
             rollup = telemetry.query(f"select call_date, {grain}, calls, estimated_cost_usd, unpriced_calls "

@@ -51,6 +51,9 @@ def aggregate(calls, key) -> dict:
         entry["unpriced_calls"] += c["estimated_cost_usd"] is None
         entry["successes"] += c["success"] is True
         entry["failures"] += c["success"] is False
+    for entry in out.values():  # the cost of calls that are all unpriced is unknown, not 0
+        if entry["unpriced_calls"] == entry["calls"]:
+            entry["estimated_cost_usd"] = None
     return dict(out)
 
 
@@ -106,7 +109,9 @@ def test_success_rate_by_phase_matches_brute_force(loaded):
         assert (g["calls"], g["successes"], g["failures"]) == (e["calls"], e["successes"], e["failures"])
         if e["successes"] + e["failures"]:
             assert abs(g["success_rate"] - Decimal(e["successes"]) / (e["successes"] + e["failures"])) < 1e-6
-        if e["successes"]:
+        if e["successes"] and e["estimated_cost_usd"] is None:
+            assert g["cost_per_successful_call_usd"] is None
+        elif e["successes"]:
             assert abs(g["cost_per_successful_call_usd"] - e["estimated_cost_usd"] / e["successes"]) < 1e-9
 
 
@@ -118,15 +123,22 @@ def test_daily_cost_trend_matches_brute_force(loaded):
     first, last = min(daily), max(daily)
     full = queries.daily_cost_trend(conn=conn)
     assert [r["call_date"] for r in full] == [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    running = Decimal(0)
-    window: list[Decimal] = []
+    running, priced_so_far = Decimal(0), False
+    window: list[tuple[Decimal | None, int]] = []  # (cost, calls) of the last 7 days
     for r in full:
-        cost = daily.get(r["call_date"], {}).get("estimated_cost_usd", Decimal(0))
-        running += cost
-        window = (window + [cost])[-7:]
+        cost = daily.get(r["call_date"], {}).get("estimated_cost_usd", Decimal(0))  # None: all unpriced
+        running += cost or 0
+        priced_so_far |= cost is not None and r["calls"] > 0
+        window = (window + [(cost, r["calls"])])[-7:]
+        known = [c for c, _ in window if c is not None]
         assert r["calls"] == daily.get(r["call_date"], {}).get("calls", 0)
-        assert r["estimated_cost_usd"] == cost and r["cumulative_cost_usd"] == running
-        assert abs(r["cost_7d_moving_avg_usd"] - sum(window) / len(window)) < Decimal("0.000001")
+        assert r["estimated_cost_usd"] == cost
+        assert r["cumulative_cost_usd"] == (running if priced_so_far else None)
+        # Unknown when the window has calls and none of them is priced; else the mean of its known days.
+        if any(n for _, n in window) and all(c is None for c, n in window if n):
+            assert r["cost_7d_moving_avg_usd"] is None
+        else:
+            assert abs(r["cost_7d_moving_avg_usd"] - sum(known) / len(known)) < Decimal("0.000001")
     last7 = queries.daily_cost_trend(7, conn=conn)
     assert [r["call_date"] for r in last7] == [r["call_date"] for r in full[-7:]]
 
@@ -156,7 +168,10 @@ def _check_stats_against_csv(stats: dict, path) -> None:
     for model, e in expected["by_model"].items():
         assert by_model[model]["calls"] == e["calls"]
         assert by_model[model]["unpriced_calls"] == e["unpriced"]
-        assert abs(Decimal(str(by_model[model]["estimated_cost_usd"])) - e["cost"]) < Decimal("0.000001")
+        if e["unpriced"] == e["calls"]:
+            assert by_model[model]["estimated_cost_usd"] is None, model
+        else:
+            assert abs(Decimal(str(by_model[model]["estimated_cost_usd"])) - e["cost"]) < Decimal("0.000001")
     unpriced = {u["model"] for u in stats["unpriced_models"]}
     assert unpriced == {m for m, e in expected["by_model"].items() if e["unpriced"]}
 

@@ -3,10 +3,11 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='session_id',
-        indexes=[{'columns': ['session_id'], 'type': 'hash'}, {'columns': ['first_call_at']},
-                 {'columns': ['estimated_cost_usd']}],
+        indexes=[{'columns': ['session_id'], 'type': 'hash'}, {'columns': ['first_call_at']}],
+        pre_hook=["{{ null_unpriced_costs() }}"],
         post_hook=[
             "delete from {{ this }} where first_call_at < {{ retention_cutoff() }}",
+            "{{ cost_order_index() }}",
         ],
     )
 }}

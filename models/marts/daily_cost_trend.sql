@@ -15,7 +15,8 @@ daily as (
 
 calendar as (
 
-    {#- Every day from the first call to the last, so that quiet days show as zeros, not gaps. -#}
+    {#- Every day from the first call to the last, so that quiet days show as zeros, not gaps (a day whose calls
+        are all unpriced keeps its NULL cost: unknown, not zero). -#}
     select generate_series(min(call_date), max(call_date), interval '1 day')::date as call_date
     from daily
 
@@ -29,7 +30,7 @@ filled as (
         coalesce(d.input_tokens, 0) as input_tokens,
         coalesce(d.output_tokens, 0) as output_tokens,
         coalesce(d.total_tokens, 0) as total_tokens,
-        coalesce(d.estimated_cost_usd, 0) as estimated_cost_usd,
+        case when d.call_date is null then 0 else d.estimated_cost_usd end as estimated_cost_usd,
         coalesce(d.unpriced_calls, 0) as unpriced_calls
     from calendar as c
     left join daily as d on d.call_date = c.call_date
@@ -44,7 +45,12 @@ select
     total_tokens,
     estimated_cost_usd,
     unpriced_calls,
-    sum(estimated_cost_usd) over (order by call_date) as cumulative_cost_usd,
-    round(avg(estimated_cost_usd) over (order by call_date rows between 6 preceding and current row), 6)
-        as cost_7d_moving_avg_usd
+    {#- Unknown (NULL) while every call so far, or in the window, is unpriced; a window of quiet days costs 0. -#}
+    case when sum(calls - unpriced_calls) over to_date > 0 then sum(estimated_cost_usd) over to_date end
+        as cumulative_cost_usd,
+    case when sum(calls - unpriced_calls) over last_7_days > 0 or sum(calls) over last_7_days = 0
+        then round(avg(estimated_cost_usd) over last_7_days, 6) end as cost_7d_moving_avg_usd
 from filled
+window
+    to_date as (order by call_date),
+    last_7_days as (order by call_date rows between 6 preceding and current row)

@@ -8,6 +8,7 @@
         unique_key='call_date',
         indexes=[{'columns': ['call_date']}, {'columns': ['model'], 'type': 'hash'},
                  {'columns': ['phase'], 'type': 'hash'}, {'columns': ['prompt_name'], 'type': 'hash'}],
+        pre_hook=["{{ null_unpriced_costs() }}"],
         post_hook=["{{ before_cutoff_day() }}"],
     )
 }}

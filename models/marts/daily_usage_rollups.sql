@@ -5,6 +5,7 @@
         incremental_strategy='delete+insert',
         unique_key='call_date',
         indexes=[{'columns': ['grain', 'call_date']}],
+        pre_hook=["{{ null_unpriced_costs() }}"],
         post_hook=["{{ before_cutoff_day() }}"],
     )
 }}
