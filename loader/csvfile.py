@@ -1,7 +1,10 @@
 """Reading a usage CSV: the header check, the column mapping, and the records of a file with their line numbers.
 
 The file is read as bytes and cut into records by a small scanner that follows the quoting rules of Python's csv
-module (strict): a record ends at a line ending (LF, CRLF or a bare CR) outside quotes. Each record is then
+module (strict): a record ends at a line ending outside quotes. The kind of line ending is the file's, decided by
+its header line: LF (or CRLF) in most files, a bare CR in old Mac files; a bare CR in a file whose lines end in LF
+is data, kept in its field (as Python's csv module keeps it in a quoted field), never the end of a record. Each
+record is then
 decoded as UTF-8 and parsed on its own, so one bad byte rejects one row, not the file, and memory holds one record
 at a time: a record longer than MAX_RECORD_BYTES is rejected without ever being held, and the header may not be
 longer than MAX_HEADER_BYTES. The same scanner tells where the last complete record of a file ends
@@ -64,6 +67,8 @@ TOO_LONG = "the record is longer than 1 MiB, the limit for one record; shorten i
 
 _CHUNK = 1 << 20
 _QUOTE, _COMMA, _CR, _LF = 0x22, 0x2C, 0x0D, 0x0A
+# Characters of Unicode's private use area, one of which a record does not hold (it holds fewer than 2 MB).
+_CR_STAND_INS = range(0xF0000, 0xFFFFE)
 # Where the scanner stands: outside quotes, inside a quoted field, or in the rest of a line that holds a CSV
 # error (text after a closing quote): Python's csv module drops that rest, and the record ends with the line.
 _OUT, _IN, _DROP = 0, 1, 2
@@ -130,9 +135,12 @@ class Header:
 # --- the record scanner ------------------------------------------------------------------------------------------
 
 
-def count_line_endings(buf: bytes, start: int = 0, end: int | None = None) -> int:
-    """Physical lines ending in buf[start:end]: LF, CRLF (one) and bare CR, as Python's universal newlines count."""
+def count_line_endings(buf: bytes, start: int = 0, end: int | None = None, *, cr_ends_lines: bool = True) -> int:
+    """Physical lines ending in buf[start:end]: LF, CRLF (one) and, when ``cr_ends_lines``, bare CR (as Python's
+    universal newlines count); in a file whose lines end in LF a bare CR is data and ends no line."""
     end = len(buf) if end is None else end
+    if not cr_ends_lines:
+        return buf.count(b"\n", start, end)
     return buf.count(b"\n", start, end) + buf.count(b"\r", start, end) - buf.count(b"\r\n", start, end)
 
 
@@ -140,12 +148,12 @@ class _Bytes:
     """A buffer with the next LF, CR and quote at or after a position, cached: scans only move forward, so each
     byte is searched once however long the lines (no quadratic rescans of a long line or a CR-only file)."""
 
-    __slots__ = ("buf", "n", "_found")
+    __slots__ = ("buf", "n", "cr_ends_lines", "_found")
     _LF, _CR, _QUOTE = 0, 1, 2
     _BYTES = (b"\n", b"\r", b'"')
 
-    def __init__(self, buf: bytes, n: int) -> None:
-        self.buf, self.n = buf, n
+    def __init__(self, buf: bytes, n: int, cr_ends_lines: bool = True) -> None:
+        self.buf, self.n, self.cr_ends_lines = buf, n, cr_ends_lines
         self._found = [-1, -1, -1]  # the last position found of each of _BYTES
 
     def _next(self, which: int, i: int) -> int:
@@ -164,8 +172,8 @@ class _Bytes:
         return self._next(self._QUOTE, i)
 
     def eol(self, i: int) -> int:
-        """The first line ending (an LF or a CR) at or after i, or n."""
-        return min(self.lf(i), self.cr(i))
+        """The first line ending (an LF, or a CR when CRs end lines) at or after i, or n."""
+        return min(self.lf(i), self.cr(i)) if self.cr_ends_lines else self.lf(i)
 
     def after_eol(self, t: int) -> int:
         """Just after the line ending at t (CRLF is one line ending)."""
@@ -212,8 +220,10 @@ def _record_end(data: _Bytes, i: int, state: int, record_start: int, final: bool
             if after == _QUOTE:
                 i = q + 2
             else:
-                i = q + 1
-                state = _OUT if after in (_COMMA, _CR, _LF) else _DROP
+                closed = _after_closing_quote(buf, q + 1, data.cr_ends_lines, final)
+                if closed is None:
+                    return -1, q, _IN
+                i, state = q + 1, closed
         else:
             t = data.eol(i)
             if t == n:
@@ -223,7 +233,27 @@ def _record_end(data: _Bytes, i: int, state: int, record_start: int, final: bool
     return -1, i, state
 
 
-def _advance(buf: bytes, n: int, state: int, previous: int) -> tuple[int, int, int]:
+def _after_closing_quote(buf: bytes, j: int, cr_ends_lines: bool, final: bool) -> int | None:
+    """The state after a quote that closes a field, followed by buf[j] (not a quote): outside after a comma or a
+    line ending, a malformed record after anything else (a CR that is data, in a file whose lines end in LF);
+    None when that cannot be told yet (a CR at the end of the data, whose LF may follow)."""
+    byte = buf[j]
+    if byte == _COMMA or byte == _LF or (byte == _CR and cr_ends_lines):
+        return _OUT
+    if byte != _CR:
+        return _DROP
+    if j + 1 < len(buf):
+        return _OUT if buf[j + 1] == _LF else _DROP
+    return _OUT if final else None
+
+
+def _opens_field(byte: int, cr_ends_lines: bool) -> bool:
+    """Whether a quote after this byte opens a quoted field: after a comma or a line ending."""
+    return byte == _COMMA or byte == _LF or (cr_ends_lines and byte == _CR)
+
+
+def _advance(buf: bytes, n: int, state: int, previous: int, cr_ends_lines: bool = True,
+             final: bool = False) -> tuple[int, int, int]:
     """Scan all of buf[:n] from ``state``; ``previous`` is the byte before buf[0] (LF at a record boundary).
 
     Returns (state, index just after the last record that ends in buf[:n] or -1, where the scan stopped: n, or
@@ -241,7 +271,7 @@ def _advance(buf: bytes, n: int, state: int, previous: int) -> tuple[int, int, i
                 i = n
                 break
             outside += (i, q)
-            if (buf[q - 1] if q else previous) in (_COMMA, _CR, _LF):
+            if _opens_field(buf[q - 1] if q else previous, cr_ends_lines):
                 state = _IN
             i = q + 1
         elif state == _IN:
@@ -256,10 +286,13 @@ def _advance(buf: bytes, n: int, state: int, previous: int) -> tuple[int, int, i
             if after == _QUOTE:
                 i = q + 2
             else:
-                i = q + 1
-                state = _OUT if after in (_COMMA, _CR, _LF) else _DROP
+                closed = _after_closing_quote(buf, q + 1, cr_ends_lines, final)
+                if closed is None:
+                    i = q
+                    break
+                i, state = q + 1, closed
         else:
-            data = data or _Bytes(buf, n)
+            data = data or _Bytes(buf, n, cr_ends_lines)
             t = data.eol(i)
             if t == n:
                 i = n
@@ -267,7 +300,7 @@ def _advance(buf: bytes, n: int, state: int, previous: int) -> tuple[int, int, i
             outside += (t, data.after_eol(t))  # the line ending that ends the malformed record
             i = outside[-1]
             state = _OUT
-    crs = b"\r" in buf
+    crs = cr_ends_lines and b"\r" in buf
     for k in range(len(outside) - 2, -1, -2):
         start, stop = outside[k], outside[k + 1]
         t = buf.rfind(b"\n", start, stop)
@@ -311,14 +344,14 @@ def scan_complete_records(handle: BinaryIO, start: int, stop: int, *, cr_line_en
         n = _usable_end(buf, final)
         if final and n and buf[n - 1] == _CR and not cr_line_endings:
             n -= 1
-        state, last, n = _advance(buf, n, state, previous)
+        state, last, n = _advance(buf, n, state, previous, cr_line_endings, final)
         if first_data < 0:
             skipped = n - len(buf[:n].lstrip(b"\r\n"))
             if skipped < n:
                 first_data = position + skipped
         if last >= 0:
-            end, end_lines = position + last, lines + count_line_endings(buf, 0, last)
-        lines += count_line_endings(buf, 0, n)
+            end, end_lines = position + last, lines + count_line_endings(buf, 0, last, cr_ends_lines=cr_line_endings)
+        lines += count_line_endings(buf, 0, n, cr_ends_lines=cr_line_endings)
         if n:
             previous = buf[n - 1]
         carry, position = buf[n:], position + n
@@ -565,7 +598,8 @@ def _clean(field: str) -> tuple[str, str | None]:
     return field, problem
 
 
-def _split_records(stream: io.RawIOBase, position: ReadPosition) -> Iterator[tuple[bytes | None, int]]:
+def _split_records(stream: io.RawIOBase, position: ReadPosition,
+                   cr_ends_lines: bool = False) -> Iterator[tuple[bytes | None, int]]:
     """The records of a stream that starts at a record boundary: (bytes without the line ending, lines).
 
     A record longer than MAX_RECORD_BYTES comes as (None, lines): its bytes are dropped as they are scanned, so
@@ -582,16 +616,17 @@ def _split_records(stream: io.RawIOBase, position: ReadPosition) -> Iterator[tup
         chunk = stream.read(_CHUNK)
         final = not chunk
         buf += chunk
-        data = _Bytes(buf, _usable_end(buf, final))
+        data = _Bytes(buf, _usable_end(buf, final), cr_ends_lines)
         slow_until = 0  # the fast path found bare CRs before this index
         while True:
             if state == _OUT and i == start and dropped_lines < 0 and start >= slow_until:
-                # Fast path: the lines before the next quote are records as they are, unless a bare CR splits one.
+                # Fast path: the lines before the next quote are records as they are, unless a bare CR splits one
+                # (in a file whose lines end in CR; elsewhere it is data).
                 quote = data.quote(start)
                 last_lf = buf.rfind(b"\n", start, quote)
                 if last_lf >= 0:
                     crs = buf.count(b"\r", start, last_lf)
-                    if crs and crs != buf.count(b"\r\n", start, last_lf + 1):
+                    if crs and cr_ends_lines and crs != buf.count(b"\r\n", start, last_lf + 1):
                         slow_until = quote
                     else:
                         for line in buf[start:last_lf].split(b"\n"):
@@ -603,7 +638,7 @@ def _split_records(stream: io.RawIOBase, position: ReadPosition) -> Iterator[tup
             if end < 0:
                 break
             content_end = end - (2 if buf[end - 1] == _LF and end - 2 >= 0 and buf[end - 2] == _CR else 1)
-            lines = count_line_endings(buf, start, end)
+            lines = count_line_endings(buf, start, end, cr_ends_lines=cr_ends_lines)
             if dropped_lines >= 0 or content_end - start > MAX_RECORD_BYTES:
                 yield None, lines + max(dropped_lines, 0)
             else:
@@ -615,7 +650,7 @@ def _split_records(stream: io.RawIOBase, position: ReadPosition) -> Iterator[tup
         if dropped_lines < 0 and i - start > MAX_RECORD_BYTES:
             dropped_lines = 0  # too long already: skip the rest of it without keeping it
         if dropped_lines >= 0:
-            dropped_lines += count_line_endings(buf, start, i)
+            dropped_lines += count_line_endings(buf, start, i, cr_ends_lines=cr_ends_lines)
             dropped_bytes += i - start
             buf, start, i = buf[i - 1 :], 1, 1  # keep one byte: a quote after a comma opens a field
         else:
@@ -626,11 +661,16 @@ def _parse_record(raw: bytes) -> tuple[list[str], str | None]:
     text = raw.decode("utf-8", "surrogateescape")
     if '"' not in text:
         return (text.split(",") if text else []), None
+    # The scanner has decided where the record ends: a CR left in it is data (Python's csv module would end the
+    # record there), so it stands in as a character the text does not hold while the record is parsed.
+    stand_in = next(c for c in map(chr, _CR_STAND_INS) if c not in text) if "\r" in text else None
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+        rows = list(csv.reader(io.StringIO(text.replace("\r", stand_in) if stand_in else text, newline=""),
+                               strict=True))
     except csv.Error as exc:
         return [], ("unterminated quoted field" if "end of data" in str(exc) else f"malformed CSV: {exc}")
-    return (rows[0] if rows else []), None
+    row = rows[0] if rows else []
+    return ([field.replace(stand_in, "\r") for field in row] if stand_in else row), None
 
 
 def iter_records(stream: io.RawIOBase, header: Header, position: ReadPosition) -> Iterator[Record]:
@@ -643,7 +683,7 @@ def iter_records(stream: io.RawIOBase, header: Header, position: ReadPosition) -
     """
     width = len(header.names)
     slots = [CSV_COLUMNS.index(t) if t is not None else None for t in header.targets]
-    for raw, lines in _split_records(stream, position):
+    for raw, lines in _split_records(stream, position, cr_ends_lines=not header.lf_line_endings):
         start_line = position.lines + 1
         position.lines += lines
         if raw is None:

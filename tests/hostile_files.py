@@ -589,12 +589,25 @@ def _more_loads(d: Path) -> list[HostileCase]:
     load("line_endings_copy_markers_and_blank_lines", "endings.csv",
          (CANONICAL_HEADER + "\n" + row(1) + "\n" + row(2)[:30] + "\r" + row(2)[30:] + "\n" + "\\.\n"
           + "\\.\r\n" + "\n\r\n" * 100_000 + row(3) + "\r\n" + row(4) + "\r").encode(),
-         "a bare CR inside a line ends it (two short records), COPY's end marker \\. on its own line (LF and "
-         "CRLF) is a record of one field, 200,000 blank lines are skipped, and a last line that has its CR but not "
-         "its LF yet waits", loaded(6, 2, rejected=4),
-         {3: FIELD_COUNT, 4: FIELD_COUNT, 5: FIELD_COUNT, 6: FIELD_COUNT},
-         checks=(("select source_line_number from telemetry.llm_calls order by 1", [(2,), (200_007,)]),),
-         pending=200_008)
+         "a bare CR inside a line of an LF file is data, not a line ending (here in prompt_tokens, which then is "
+         "not a count), COPY's end marker \\. on its own line (LF and CRLF) is a record of one field, 200,000 "
+         "blank lines are skipped, and a last line that has its CR but not its LF yet waits",
+         loaded(5, 2, rejected=3), {3: NOT_A_COUNT, 4: FIELD_COUNT, 5: FIELD_COUNT},
+         checks=(("select source_line_number from telemetry.llm_calls order by 1", [(2,), (200_006,)]),),
+         pending=200_007)
+    load("bare_cr_in_fields_of_lf_and_crlf_files", "bare-cr.csv",
+         text_file(row(1, notes="a\rb"), row(2, notes=q("quoted\rcr")), row(3, notes="x\ry\r\rz"),
+                   row(4, notes="CR then LF\r")),
+         "a bare CR in an unquoted notes field of a file whose lines end in LF is kept in the field (the call is "
+         "stored whole, never cut at the CR), as it is in a quoted one; a CR just before the LF is a CRLF line "
+         "ending", loaded(4, 4),
+         checks=(("select source_line_number, notes from telemetry.llm_calls order by 1",
+                  [(2, "a\rb"), (3, "quoted\rcr"), (4, "x\ry\r\rz"), (5, "CR then LF")]),))
+    load("bare_cr_in_a_field_of_a_crlf_file", "bare-cr-crlf.csv",
+         text_file(row(1, notes="a\rb"), row(2), newline="\r\n"),
+         "in a file whose lines end in CRLF, a CR without its LF is data too", loaded(2, 2),
+         checks=(("select source_line_number, notes from telemetry.llm_calls order by 1",
+                  [(2, "a\rb"), (3, "Phase 1 row 2")]),))
     load("cr_only_with_an_unfinished_last_line", "cr-only-unfinished.csv",
          text_file(row(1), row(2), newline="\r")[:-1] + b"\r" + row(3).encode(),
          "classic Mac OS line endings; the last line has no CR yet", loaded(2, 2), pending=4)

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import stat
 import subprocess
@@ -38,8 +39,14 @@ from loader.sources import resolve_paths
 _PIECES = [b"a", b",", b'"', b"\n", b"\r", b"\r\n", b" ", b'""', b',"', b'"\n', b'x"y', b"\xff", b"\x00"]
 
 
-def _csv_records(data: bytes) -> list[tuple[int, list[str] | None]]:
-    """(first line, fields or None for a CSV error) of each record, as Python's csv module reads the bytes."""
+def _csv_records(data: bytes, cr_ends_lines: bool) -> list[tuple[int, list[str] | None]]:
+    """(first line, fields or None for a CSV error) of each record, as Python's csv module reads the bytes.
+
+    Python's csv module ends a record at any line ending; in a file whose lines end in LF a bare CR is data
+    instead, which is what the module reads when such CRs are some other character (\x01, not in _PIECES).
+    """
+    if not cr_ends_lines:
+        data = re.sub(rb"\r(?!\n)", b"\x01", data)
     reader = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape", newline=""),
                         strict=True)
     records, line = [], 1
@@ -50,15 +57,17 @@ def _csv_records(data: bytes) -> list[tuple[int, list[str] | None]]:
             return records
         except csv.Error:
             fields = None
+        if fields is not None and not cr_ends_lines:
+            fields = [f.replace("\x01", "\r") for f in fields]
         if fields != []:
             records.append((line, fields))
         line = reader.line_num + 1
 
 
-def _scanned_records(data: bytes) -> tuple[list[tuple[int, list[str] | None]], int]:
+def _scanned_records(data: bytes, cr_ends_lines: bool) -> tuple[list[tuple[int, list[str] | None]], int]:
     position = ReadPosition(0, 0)
     records = []
-    for raw, lines in csvfile._split_records(io.BytesIO(data), position):
+    for raw, lines in csvfile._split_records(io.BytesIO(data), position, cr_ends_lines=cr_ends_lines):
         fields, problem = csvfile._parse_record(raw) if raw is not None else (None, "too long")
         if problem is not None or fields:
             records.append((position.lines + 1, None if problem else fields))
@@ -66,14 +75,15 @@ def _scanned_records(data: bytes) -> tuple[list[tuple[int, list[str] | None]], i
     return records, position.unfinished
 
 
+@pytest.mark.parametrize("cr_ends_lines", [True, False], ids=["cr-file", "lf-file"])
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
-def test_the_scanner_cuts_records_where_pythons_csv_module_does(monkeypatch, chunk):
+def test_the_scanner_cuts_records_where_pythons_csv_module_does(monkeypatch, chunk, cr_ends_lines):
     monkeypatch.setattr(csvfile, "_CHUNK", chunk)
     rng = random.Random(chunk)
     for _ in range(1500):
         data = b"".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 30))) + b"\n"
-        expected = _csv_records(data)
-        got, unfinished = _scanned_records(data)
+        expected = _csv_records(data, cr_ends_lines)
+        got, unfinished = _scanned_records(data, cr_ends_lines)
         if unfinished:  # the data ends inside a quoted field: csv reports an error, the scanner waits for more
             assert expected and expected[-1][1] is None, data
             expected = expected[:-1]
@@ -106,11 +116,12 @@ def test_the_last_complete_record_is_found_in_any_chunking(monkeypatch):
             # Reference: the longest prefix that ends with a line ending and leaves no quoted field open.
             best = 0
             for k in range(1, len(data) + 1):
-                last, following = data[k - 1 : k], data[k : k + 1]
-                ends_line = last == b"\n" or last == b"\r" and (following not in (b"\n", b"") or cr_file)
-                if ends_line and not _scanned_records(data[:k])[1]:
+                last = data[k - 1 : k]
+                ends_line = last == b"\n" or last == b"\r" and cr_file
+                if ends_line and not _scanned_records(data[:k], cr_file)[1]:
                     best = k
-            assert (scan.end, scan.lines) == (best, count_line_endings(data, 0, best)), (data, cr_file)
+            lines = count_line_endings(data, 0, best, cr_ends_lines=cr_file)
+            assert (scan.end, scan.lines) == (best, lines), (data, cr_file)
             assert scan.has_records == bool(data[:best].strip(b"\r\n")), data
 
 
