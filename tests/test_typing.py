@@ -143,7 +143,7 @@ def _write_csv(path: Path, rows: list[dict[str, str]]) -> list[int]:
         writer.writerow([row[column] for column in CSV_HEADER])
         record = buffer.getvalue()[start:]
         lines.append(line)
-        line += record.count("\n") + record.count("\r") - record.count("\r\n")  # as the loader counts lines
+        line += record.count("\n")  # as the loader counts lines: in a CRLF file a bare CR ends none
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buffer.getvalue().encode("utf-8"))
     return lines
