@@ -83,7 +83,7 @@ def main() -> None:
     if args.url:
         url = args.url
     else:
-        from loader.database import embedded_url
+        from loader.embedded import embedded_url
 
         url = embedded_url(args.pgdata or Path(".telemetry/pgdata"))
     settings = _admin(url, "select name, setting from pg_settings where name in ('wal_level', 'synchronous_commit', "

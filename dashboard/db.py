@@ -13,7 +13,8 @@ from contextlib import contextmanager
 import psycopg
 
 from loader.config import Settings
-from loader.database import describe_target, resolve_url
+from loader.connection import describe_target
+from loader.database import resolve_url
 from loader.schema import READER_ROLE
 
 #: A login of its own for the dashboard (a member of telemetry_reader); wins over the CLI's configuration.

@@ -29,7 +29,8 @@ import psycopg
 from psycopg import sql
 
 from loader.contract import FILE_CHECKPOINTS, LOAD_AUDIT, LoadStatus
-from loader.csvfile import MAX_RECORD_BYTES, Header, ReadPosition, Scan, scan_complete_records
+from loader.csv_header import Header
+from loader.csv_scanner import MAX_RECORD_BYTES, ReadPosition, Scan, scan_complete_records
 from loader.errors import TelemetryError
 from loader.sources import open_regular
 

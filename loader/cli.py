@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import threading
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from loader.errors import EXIT_INTERRUPTED, EXIT_OK, TelemetryError
@@ -25,6 +26,10 @@ environment:
 exit codes: 0 done (rejected rows are warnings), 1 bug, 2 user error (bad file, header or configuration)
 """
 
+
+#: Commands other packages add to ``telemetry`` (``telemetry dashboard``, from dashboard.command): entry points of
+#: this group, each a function that takes the subcommands and EPILOG and adds its own. The loader imports none.
+COMMAND_GROUP = "llm_telemetry.commands"
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]}
 
@@ -200,7 +205,8 @@ def cmd_db_status(args: argparse.Namespace) -> int:
 
 def cmd_db_url(args: argparse.Namespace) -> int:
     from loader.config import Settings
-    from loader.database import mask_url, resolve_url
+    from loader.connection import mask_url
+    from loader.database import resolve_url
 
     url = resolve_url(Settings.from_env())
     print(url if args.show_password else mask_url(url))
@@ -209,7 +215,7 @@ def cmd_db_url(args: argparse.Namespace) -> int:
 
 def cmd_db_stop(args: argparse.Namespace) -> int:
     from loader.config import Settings
-    from loader.database import stop_embedded
+    from loader.embedded import stop_embedded
 
     settings = Settings.from_env()
     if settings.database_url:
@@ -234,7 +240,8 @@ def _jsonable(value):
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from loader.config import Settings
-    from loader.database import connect, resolve_url
+    from loader.connection import connect
+    from loader.database import resolve_url
     from loader.stats import collect_stats, render_stats
 
     with connect(resolve_url(Settings.from_env())) as conn:
@@ -244,12 +251,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
     else:
         _out(render_stats(stats))
     return EXIT_OK
-
-
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    from dashboard.server import serve
-
-    return serve(args.host, args.port, open_browser=args.open)
 
 
 def cmd_prices_update(args: argparse.Namespace) -> int:
@@ -342,23 +343,6 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     prune.set_defaults(func=cmd_prune)
 
-    dashboard = commands.add_parser(
-        "dashboard",
-        help="serve the web dashboard (read-only, as telemetry_reader)",
-        description="Serve a web dashboard of the marts: spend over time, by model, phase and task type, errors, "
-        "sessions and the call log, each page also as ?format=json and ?format=csv. Reads as telemetry_reader "
-        "in read-only transactions. Runs until Ctrl-C or SIGTERM.",
-        epilog="examples:\n  telemetry dashboard\n  telemetry dashboard --port 9000 --open\n\n"
-        "environment:\n  TELEMETRY_DASHBOARD_DATABASE_URL  a login of its own (member of telemetry_reader); "
-        "wins over TELEMETRY_DATABASE_URL\n  TELEMETRY_MONTHLY_BUDGET_USD  shows a budget bar on the overview\n\n"
-        + EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    dashboard.add_argument("--port", type=int, default=8787, help="port to listen on (default 8787; 0 = any free)")
-    dashboard.add_argument("--open", action="store_true", help="open the dashboard in a web browser")
-    dashboard.set_defaults(func=cmd_dashboard)
-
     prices = commands.add_parser("prices", help="the price table behind estimated_cost_usd")
     price_commands = prices.add_subparsers(dest="prices_command", required=True, metavar="ACTION")
     update = price_commands.add_parser(
@@ -398,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     url.set_defaults(func=cmd_db_url)
     stop = db_commands.add_parser("stop", help="stop the embedded PostgreSQL server")
     stop.set_defaults(func=cmd_db_stop)
+
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        entry.load()(commands, EPILOG)
     return parser
 
 

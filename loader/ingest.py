@@ -17,7 +17,7 @@ from psycopg import sql
 from loader.checkpoints import READ_DESCRIPTIONS, ReadPlan, plan_read, save_checkpoint
 from loader.config import Settings
 from loader.contract import COST_BY_SESSION, LOAD_AUDIT, LoadStatus
-from loader.csvfile import Header, read_header
+from loader.csv_header import Header, read_header
 from loader.landing import copy_records
 from loader.outcomes import LoadResult, RejectReason, measure_outcomes, predict_outcomes
 from loader.pipeline import (

@@ -20,7 +20,9 @@ from psycopg import sql
 
 from loader.checkpoints import Fingerprint, ReadPlan
 from loader.contract import USAGE_ROWS, USAGE_ROWS_RECORD_NUMBER
-from loader.csvfile import CSV_COLUMNS, MAX_RECORD_BYTES, HashingReader, Header, iter_records
+from loader.csv_header import CSV_COLUMNS, Header
+from loader.csv_records import HashingReader, iter_records
+from loader.csv_scanner import MAX_RECORD_BYTES
 from loader.progress import Progress
 from loader.sources import open_regular
 

@@ -23,6 +23,7 @@ from psycopg import sql
 
 from loader import dbt
 from loader.config import PROJECT_DIR, Settings
+from loader.connection import connect
 from loader.contract import (
     FILE_CHECKPOINTS,
     LLM_CALLS,
@@ -38,7 +39,7 @@ from loader.contract import (
     relation_exists,
     set_state,
 )
-from loader.database import connect, resolve_url
+from loader.database import resolve_url
 from loader.outcomes import LoadResult, measure_outcomes
 from loader.progress import Progress
 from loader.schema import price_seed_digest, staging_rules_digest

@@ -26,7 +26,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from loader.config import Settings
-from loader.database import connect, resolve_url
+from loader.connection import connect
+from loader.database import resolve_url
 from loader.errors import TelemetryError
 
 Row = dict[str, Any]

@@ -7,8 +7,9 @@ from typing import Any
 from psycopg import sql
 
 from loader.config import Settings
+from loader.connection import connect, describe_target, mask_url
 from loader.contract import LLM_CALLS, LOAD_AUDIT, LoadStatus, relation_exists
-from loader.database import connect, describe_target, mask_url, resolve_url
+from loader.database import resolve_url
 from loader.retention import disagreement, retention_cutoff, stored_months
 
 

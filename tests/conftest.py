@@ -19,7 +19,7 @@ from helpers import CANONICAL_HEADER, CORPUS, PROJECT_DIR, Telemetry, csv_text, 
 from psycopg import sql
 
 from loader import dbt
-from loader.database import embedded_url, stop_embedded
+from loader.embedded import embedded_url, stop_embedded
 
 __all__ = ["CANONICAL_HEADER", "CORPUS", "PROJECT_DIR", "csv_text"]  # still importable from here
 

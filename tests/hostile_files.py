@@ -48,7 +48,7 @@ NUL = r"NUL"
 FIELD_COUNT = r"fields"
 MALFORMED = r"quot|malformed|CSV"
 TOO_LONG = r"record is longer than 1 MiB"
-MAX_RECORD = 1 << 20  # MAX_RECORD_BYTES of loader/csvfile.py, as the README documents it
+MAX_RECORD = 1 << 20  # MAX_RECORD_BYTES of loader/csv_scanner.py, as the README documents it
 
 TEN_MB = 10_000_000
 

@@ -1,8 +1,9 @@
 """The loader-dbt contract: both sides name the same load statuses and relations, and the compact-date rule of
-the pricing SQL is genai-prices' rule."""
+the pricing SQL is genai-prices' rule; and the loader never imports the dashboard."""
 
 from __future__ import annotations
 
+import ast
 import re
 
 import psycopg
@@ -71,3 +72,20 @@ def test_the_compact_date_rule_is_genai_prices_rule(database_url):
         for name in NAMES:
             ours = conn.execute(expression, [name]).fetchone()[0]
             assert ours == _normalize_compact_dated_ref(name), name
+
+
+def test_the_loader_never_imports_the_dashboard():
+    """The arrows run one way, dashboard -> loader: `telemetry dashboard` comes to the CLI as an entry point."""
+    imports = []
+    for path in sorted((PROJECT_DIR / "loader").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            imports += [f"{path.name}: {name}" for name in names if name.split(".")[0] == "dashboard"]
+    assert imports == []
+    from importlib.metadata import entry_points
+
+    from loader.cli import COMMAND_GROUP, build_parser
+
+    assert [e.value for e in entry_points(group=COMMAND_GROUP)] == ["dashboard.command:register"]
+    assert "dashboard" in build_parser().format_help()

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from loader.config import MAX_RETENTION_MONTHS, Settings
-from loader.database import SERVER_OS_USER
+from loader.embedded_access import SERVER_OS_USER
 from loader.errors import TelemetryError
 
 CONNECT = "import sys, psycopg; psycopg.connect(sys.argv[1], connect_timeout=5).execute('select 1'); print('ok')"

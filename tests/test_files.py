@@ -25,9 +25,10 @@ import pytest
 from helpers import CANONICAL_HEADER, PROJECT_DIR, csv_text
 from hostile_files import q, row
 
-from loader import csvfile
+from loader import csv_scanner
 from loader.checkpoints import HEAD_BYTES, RACY_SECONDS, READ_DESCRIPTIONS, ReadPlan, plan_read, save_checkpoint
-from loader.csvfile import MAX_RECORD_BYTES, ReadPosition, count_line_endings, read_header, scan_complete_records
+from loader.csv_header import read_header
+from loader.csv_scanner import MAX_RECORD_BYTES, ReadPosition, count_line_endings, scan_complete_records
 from loader.errors import TelemetryError
 from loader.landing import copy_records
 from loader.progress import silent
@@ -67,8 +68,8 @@ def _csv_records(data: bytes, cr_ends_lines: bool) -> list[tuple[int, list[str] 
 def _scanned_records(data: bytes, cr_ends_lines: bool) -> tuple[list[tuple[int, list[str] | None]], int]:
     position = ReadPosition(0, 0)
     records = []
-    for raw, lines in csvfile._split_records(io.BytesIO(data), position, cr_ends_lines=cr_ends_lines):
-        fields, problem = csvfile._parse_record(raw) if raw is not None else (None, "too long")
+    for raw, lines in csv_scanner.split_records(io.BytesIO(data), position, cr_ends_lines=cr_ends_lines):
+        fields, problem = csv_scanner.parse_record(raw) if raw is not None else (None, "too long")
         if problem is not None or fields:
             records.append((position.lines + 1, None if problem else fields))
         position.lines += lines
@@ -78,7 +79,7 @@ def _scanned_records(data: bytes, cr_ends_lines: bool) -> tuple[list[tuple[int, 
 @pytest.mark.parametrize("cr_ends_lines", [True, False], ids=["cr-file", "lf-file"])
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
 def test_the_scanner_cuts_records_where_pythons_csv_module_does(monkeypatch, chunk, cr_ends_lines):
-    monkeypatch.setattr(csvfile, "_CHUNK", chunk)
+    monkeypatch.setattr(csv_scanner, "_CHUNK", chunk)
     rng = random.Random(chunk)
     for _ in range(1500):
         data = b"".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 30))) + b"\n"
@@ -95,20 +96,20 @@ def test_records_over_the_limit_are_dropped_whole_whatever_the_chunk_size(monkey
     rng = random.Random(chunk)
     for _ in range(1500):
         data = b"".join(rng.choice([*_PIECES, b"bbbbbbbbb"]) for _ in range(rng.randint(0, 50)))
-        monkeypatch.setattr(csvfile, "MAX_RECORD_BYTES", 1 << 30)
-        monkeypatch.setattr(csvfile, "_CHUNK", 1 << 20)
-        whole = list(csvfile._split_records(io.BytesIO(data), ReadPosition(0, 0)))
+        monkeypatch.setattr(csv_scanner, "MAX_RECORD_BYTES", 1 << 30)
+        monkeypatch.setattr(csv_scanner, "_CHUNK", 1 << 20)
+        whole = list(csv_scanner.split_records(io.BytesIO(data), ReadPosition(0, 0)))
         limit = rng.randint(1, 12)
-        monkeypatch.setattr(csvfile, "MAX_RECORD_BYTES", limit)
-        monkeypatch.setattr(csvfile, "_CHUNK", chunk)
-        bounded = list(csvfile._split_records(io.BytesIO(data), ReadPosition(0, 0)))
+        monkeypatch.setattr(csv_scanner, "MAX_RECORD_BYTES", limit)
+        monkeypatch.setattr(csv_scanner, "_CHUNK", chunk)
+        bounded = list(csv_scanner.split_records(io.BytesIO(data), ReadPosition(0, 0)))
         assert bounded == [(raw if raw is not None and len(raw) <= limit else None, lines) for raw, lines in whole]
 
 
 def test_the_last_complete_record_is_found_in_any_chunking(monkeypatch):
     rng = random.Random(5)
     for chunk in (1, 2, 5, 1 << 20):
-        monkeypatch.setattr(csvfile, "_CHUNK", chunk)
+        monkeypatch.setattr(csv_scanner, "_CHUNK", chunk)
         for _ in range(800):
             data = b"".join(rng.choice(_PIECES[:10]) for _ in range(rng.randint(0, 25)))
             cr_file = rng.random() < 0.3
@@ -556,7 +557,7 @@ def test_both_landing_paths_load_a_record_of_exactly_1_mib_and_reject_one_byte_m
     _load(conn, path)
     got = conn.execute("select line_number, length(notes), parse_error from telemetry_raw.usage_rows "
                        "order by line_number").fetchall()
-    assert got == [(2, MAX_RECORD_BYTES - fixed, None), (3, None, csvfile.TOO_LONG), (4, 13, None)]
+    assert got == [(2, MAX_RECORD_BYTES - fixed, None), (3, None, csv_scanner.TOO_LONG), (4, 13, None)]
 
 
 def test_the_bundled_example_loads_every_record_with_nothing_pending(conn):

@@ -19,7 +19,7 @@ from helpers import CORPUS
 from hostile_files import COUNT_KEYS, HostileCase, build
 
 from loader.checkpoints import plan_read
-from loader.csvfile import read_header
+from loader.csv_header import read_header
 from loader.sources import resolve_paths
 
 _FILES = Path(tempfile.mkdtemp(prefix="hostile-csv-"))
