@@ -1,10 +1,11 @@
-"""Upgrades keep data: a database built by the released version keeps working with the current code.
+"""Upgrades keep data: a database built by a released version keeps working with the current code.
 
-The released version (0.1.0, commit RELEASED_COMMIT) is materialised from git into a temporary folder and run
-as its own ``telemetry`` CLI (its own ``loader`` package, its own dbt project). It builds a database; then the
+Each released version (RELEASES: 0.1.0 and 0.2.0) is materialised from git into a temporary folder and run as
+its own ``telemetry`` CLI (its own ``loader`` package, its own dbt project). It builds a database; then the
 ``telemetry`` of the current tree runs on that same database. Schema changes must migrate in place on that first
-run, and nothing stored may be lost or counted again: the calls, marts, rejects and load audit of 0.1.0 stay
-exactly as they were in every column 0.1.0 had, files already read stay read, and new rows load as usual.
+run, and nothing stored may be lost or counted again: the calls, marts, rejects and load audit of the release stay
+exactly as they were in every column it had (but for the one documented change: a group of calls that are all
+unpriced now costs NULL, not 0), files already read stay read, and new rows load as usual.
 
 A missing released commit (e.g. a shallow clone) fails these tests: fetch the history (git fetch --unshallow).
 """
@@ -31,11 +32,13 @@ import pytest
 from helpers import CANONICAL_HEADER, CORPUS, PROJECT_DIR, csv_text
 from psycopg import sql
 
-RELEASED_VERSION = "0.1.0"
-RELEASED_COMMIT = "ad715eb8361054616433d6a1c3eb977904c0030a"
+#: The released versions and their commits.
+RELEASES = {"0.1.0": "ad715eb8361054616433d6a1c3eb977904c0030a", "0.2.0": "3da8f8c9cd5426916eabfd719ef0c80b69eb6195"}
 
 MARTS = ("tokens_by_model", "cost_by_phase", "cost_by_prompt_name", "success_rate_by_phase", "daily_cost_trend",
          "error_summary")
+# The marts 0.2.0 added; compared where the released version built them.
+LATER_MARTS = ("daily_usage", "daily_usage_rollups", "cost_by_session", "failed_calls")
 KEY = ("timestamp", "session_id", "prompt_name")
 # Real files of ../shared/corpus that 0.1.0 loads with retention off (see its SOURCES.md).
 CORPUS_FILES = ("viflo__telemetry_usage.csv", "portabilidad-rag__logs_llm_usage.csv")
@@ -63,6 +66,7 @@ SESSION_ROWS = (
     "2026-11-20T11:00:00Z,gpt-4o,10,2,true,plan,100,Phase 3 in a session,sess-released-1",
     "2026-11-20T11:01:00Z,gpt-4o-mini,20,4,false,verify,100,Phase 3 in a session: timeout,sess-released-1",
     "2026-11-20T11:02:00Z,gpt-4o,10,2,true,plan,100,Phase 3 without one,  ",
+    "2026-11-20T11:03:00Z,unknown-model-y,10,2,true,plan,100,Phase 3 in a session of unpriced calls,sess-released-2",
 )
 NEW_ROWS = (
     "2026-11-24T09:00:00Z,gpt-4o-mini,1200,300,true,plan,900,Phase 7 upgrade check,sess-upgrade-1",
@@ -96,33 +100,45 @@ def _which_loader(cwd: Path, env: dict[str, str]) -> tuple[Path, Path]:
     return Path(module).resolve(), Path(project).resolve()
 
 
+@pytest.fixture(scope="session", params=sorted(RELEASES))
+def released(request, tmp_path_factory) -> Path | str:
+    """The source tree of each released version (see _materialise)."""
+    return _materialise(request.param, tmp_path_factory)
+
+
 @pytest.fixture(scope="session")
-def released(tmp_path_factory) -> Path | str:
-    """The source tree of the released version, from git, checked to be what `python -m loader.cli` runs there.
+def released_0_1_0(tmp_path_factory) -> Path | str:
+    """The source tree of 0.1.0 alone, for what only a database of 0.1.0 holds."""
+    return _materialise("0.1.0", tmp_path_factory)
+
+
+def _materialise(version: str, tmp_path_factory) -> Path | str:
+    """The source tree of a released version, from git, checked to be what `python -m loader.cli` runs there.
 
     When the commit is missing, the reason (a string): the tests then fail with it (released_tree), rather than
     erroring in a fixture or skipping.
     """
-    found = subprocess.run(["git", "-C", str(PROJECT_DIR), "cat-file", "-e", f"{RELEASED_COMMIT}^{{commit}}"],
+    commit = RELEASES[version]
+    found = subprocess.run(["git", "-C", str(PROJECT_DIR), "cat-file", "-e", f"{commit}^{{commit}}"],
                            capture_output=True, text=True)
     if found.returncode != 0:
         shallow = subprocess.run(["git", "-C", str(PROJECT_DIR), "rev-parse", "--is-shallow-repository"],
                                  capture_output=True, text=True).stdout.strip()
         return (
-            f"the released version {RELEASED_VERSION} (commit {RELEASED_COMMIT}) is not in the git repository at "
+            f"the released version {version} (commit {commit}) is not in the git repository at "
             f"{PROJECT_DIR} (shallow clone: {shallow or 'not a git repository'}); the upgrade test needs it: run "
-            f"`git fetch --unshallow` (or `git fetch origin {RELEASED_COMMIT}`). {found.stderr.strip()}"
+            f"`git fetch --unshallow` (or `git fetch origin {commit}`). {found.stderr.strip()}"
         )
-    archive = subprocess.run(["git", "-C", str(PROJECT_DIR), "archive", "--format=tar", RELEASED_COMMIT],
+    archive = subprocess.run(["git", "-C", str(PROJECT_DIR), "archive", "--format=tar", commit],
                              capture_output=True, timeout=120)
     assert archive.returncode == 0, archive.stderr.decode(errors="replace")
-    tree = tmp_path_factory.mktemp(f"released-{RELEASED_VERSION}")
+    tree = tmp_path_factory.mktemp(f"released-{version}")
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(tree, filter="data")
 
     # The current tree is installed editable; its finder comes after sys.path, so PYTHONPATH must win.
     module, project = _which_loader(tree, _python_env(PYTHONPATH=str(tree)))
-    print(f"released {RELEASED_VERSION} CLI imports {module}")
+    print(f"released {version} CLI imports {module}")
     assert module == tree / "loader" / "__init__.py" and project == tree, (
         f"the released CLI would import loader from {module} (project {project}), not from {tree}")
     module, project = _which_loader(tmp_path_factory.mktemp("new-cwd"), _python_env())
@@ -213,9 +229,9 @@ def columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
 
 @dataclass
 class Snapshot:
-    """Everything 0.1.0 stored, in the columns 0.1.0 had."""
+    """Everything the released version stored, in the columns it had."""
 
-    columns: dict[str, list[str]]  # relation -> its 0.1.0 columns (llm_calls: key first)
+    columns: dict[str, list[str]]  # relation -> its released columns (llm_calls: key first)
     rows: dict[str, list[tuple]]
 
     @classmethod
@@ -223,6 +239,7 @@ class Snapshot:
         with psycopg.connect(url) as conn:
             if like is None:
                 cols = {f"telemetry.{m}": columns(conn, "telemetry", m) for m in MARTS}
+                cols.update({f"telemetry.{m}": found for m in LATER_MARTS if (found := columns(conn, "telemetry", m))})
                 calls = columns(conn, "telemetry", "llm_calls")
                 cols["telemetry.llm_calls"] = [*KEY, *(c for c in calls if c not in KEY)]
                 cols["telemetry.rejected_rows"] = columns(conn, "telemetry", "rejected_rows")
@@ -233,8 +250,9 @@ class Snapshot:
                 schema, table = relation.split(".")
                 assert wanted, f"{relation} does not exist"
                 missing = [c for c in wanted if c not in columns(conn, schema, table)]
-                assert not missing, f"{relation} lost its {RELEASED_VERSION} columns {missing}"
-            rows = {relation: conn.execute(_select(relation, wanted)).fetchall() for relation, wanted in cols.items()}
+                assert not missing, f"{relation} lost its released columns {missing}"
+            rows = {relation: [_hashable(row) for row in conn.execute(_select(relation, wanted))]
+                    for relation, wanted in cols.items()}
             rows["raw rows per load"] = conn.execute(
                 "select load_id, count(*), min(line_number), max(line_number) from telemetry_raw.usage_rows "
                 "group by load_id order by load_id").fetchall()
@@ -248,6 +266,11 @@ class Snapshot:
 
     def load_ids(self) -> set[int]:
         return {row[0] for row in self.rows["telemetry_raw.load_audit"]}
+
+
+def _hashable(row: tuple) -> tuple:
+    """A row with its arrays (cost_by_session's models, phases, prompt_names) as tuples."""
+    return tuple(tuple(value) if isinstance(value, list) else value for value in row)
 
 
 def _select(relation: str, wanted: list[str]) -> sql.Composed:
@@ -273,8 +296,7 @@ def assert_kept(before: Snapshot, after: Snapshot, *, marts: bool = True) -> Non
         kept = [row for row in after.rows[relation] if row[0] in old_loads]
         assert kept == before.rows[relation], (relation, _diff(before.rows[relation], kept))
     if marts:
-        for mart in MARTS:
-            relation = f"telemetry.{mart}"
+        for relation in (r for r in before.columns if r.removeprefix("telemetry.") in MARTS + LATER_MARTS):
             names = before.columns[relation]
             expected, got = unknown_costs(names, before.rows[relation]), unknown_costs(names, after.rows[relation])
             assert Counter(got) == Counter(expected), (relation, _diff(expected, got))
@@ -358,11 +380,11 @@ def test_new_code_keeps_and_extends_a_database_built_by_the_released_version(dat
     assert (loaded["rows_read"], loaded["inserted"], loaded["duplicates"], loaded["rejected"]) == (5, 3, 1, 1), loaded
     sessions_file = write(tmp_path / "inbox" / "sessions.csv", csv_text(*SESSION_ROWS, header=NEW_HEADER))
     loaded = versions.old_ingest(sessions_file)
-    assert (loaded["rows_read"], loaded["inserted"]) == (3, 3), loaded
+    assert (loaded["rows_read"], loaded["inserted"]) == (4, 4), loaded
     before_totals = llm_calls_totals(database_url)
     assert same_stats(versions.old("stats", "--json"), before_totals)
     before = Snapshot.take(database_url)
-    assert len(before.calls()) == 60 + 3 + 3 + sum(len(p.read_text().splitlines()) - 1 for p in corpus)
+    assert len(before.calls()) == 60 + 3 + 4 + sum(len(p.read_text().splitlines()) - 1 for p in corpus)
     assert len(before.rows["telemetry.rejected_rows"]) == 1
 
     # (a) The current code on the same files: the first run migrates; nothing is inserted or counted again.
@@ -372,10 +394,18 @@ def test_new_code_keeps_and_extends_a_database_built_by_the_released_version(dat
     # only the former make sessions.
     with psycopg.connect(database_url) as conn:
         origin = conn.execute("select session_id, session_id_derived from telemetry.llm_calls").fetchall()
-        sessions = conn.execute("select session_id, calls from telemetry.cost_by_session").fetchall()
-    assert sorted(s for s, derived in origin if derived is not True) == ["sess-released-1", "sess-released-1"]
-    assert all(derived is True for s, derived in origin if s != "sess-released-1"), origin
-    assert sessions == [("sess-released-1", 2)]
+        sessions = conn.execute("select session_id, calls, estimated_cost_usd is null from telemetry.cost_by_session "
+                                "order by 1").fetchall()
+        cost_indexes = [r[0] for r in conn.execute(
+            "select indexdef from pg_indexes where schemaname = 'telemetry' and tablename = 'cost_by_session' "
+            "and indexdef like '%estimated_cost_usd%'")]
+    assert sorted(s for s, derived in origin if derived is not True) == [
+        "sess-released-1", "sess-released-1", "sess-released-2"]
+    assert all(derived is True for s, derived in origin if not s.startswith("sess-released-")), origin
+    # A session whose calls are all unpriced costs NULL (0.2.0 stored 0), and the index the dashboard orders
+    # sessions by puts those last (0.2.0's index was replaced).
+    assert sessions == [("sess-released-1", 2, False), ("sess-released-2", 1, True)]
+    assert len(cost_indexes) == 1 and "NULLS FIRST" in cost_indexes[0], cost_indexes
     copy = tmp_path / "inbox" / "usage-copy.csv"
     shutil.copyfile(examples, copy)
     again = versions.new_ingest(copy)
@@ -462,12 +492,12 @@ def test_upgrade_with_the_default_retention_keeps_expired_calls_out(database_url
     assert same_stats(versions.new("stats", "--json"), llm_calls_totals(database_url))
 
 
-def test_history_0_1_0_kept_without_retention_survives_a_plain_first_run(database_url, released, tmp_path):
+def test_history_0_1_0_kept_without_retention_survives_a_plain_first_run(database_url, released_0_1_0, tmp_path):
     """0.1.0 pruned with whatever window each run had. A database it filled with TELEMETRY_RETENTION_MONTHS=0
     holds calls older than the default window; the first run of this version without the variable (a plain cron
     job) stores "keep everything" instead of pruning them, and says how to choose a window."""
-    kept_everything = _versions(released_tree(released), tmp_path, database_url, retention="0")
-    plain = _versions(released_tree(released), tmp_path, database_url, retention=None)
+    kept_everything = _versions(released_tree(released_0_1_0), tmp_path, database_url, retention="0")
+    plain = _versions(released_tree(released_0_1_0), tmp_path, database_url, retention=None)
     now = datetime.now(UTC).replace(microsecond=0)
     rows = [f"{(now - timedelta(days=days)):%Y-%m-%dT%H:%M:%SZ},gpt-4o,100,10,true,execute,1000,Phase 1 day {days}"
             for days in (400, 250, 3)]
