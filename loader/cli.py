@@ -123,12 +123,47 @@ def cmd_ingest_csv(args: argparse.Namespace) -> int:
     if args.path is not None and not args.path.strip():
         raise TelemetryError("the PATH argument is empty; pass a CSV file, a directory or a glob, or leave it out "
                              "to read $TELEMETRY_CSV_PATH (default .telemetry/usage.csv)")
+    if args.watch:
+        return _watch_csv(args)
     summary = ingest_csv(
         Path(args.path) if args.path is not None else None,
         dry_run=args.dry_run,
         progress=_progress_printer(not args.quiet),
     )
     _print_summary(summary, args.json)
+    return EXIT_OK
+
+
+def _watch_csv(args: argparse.Namespace) -> int:
+    """``ingest csv --watch``: the first SIGINT or SIGTERM stops the watch once the load in progress is done (exit 0);
+    a second SIGINT interrupts that load (it is undone, nothing is lost: exit 130)."""
+    import signal
+
+    from loader.watch import watch_csv
+
+    if args.dry_run:
+        raise TelemetryError("--watch loads as the file grows and --dry-run writes nothing; use one of them")
+    stopping = threading.Event()
+
+    def stop(signum, frame) -> None:
+        if stopping.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stopping.set()
+
+    def report(summary) -> None:
+        _print_summary(summary, args.json)
+        sys.stdout.flush()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        progress = _progress_printer(not args.quiet)
+        progress("watching for new records; Ctrl-C stops")
+        watch_csv(Path(args.path) if args.path is not None else None, progress=progress, report=report,
+                  on_error=lambda exc: _err(f"error: {exc.message}; still watching"), stop=stopping.is_set)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    progress("stopped watching")
     return EXIT_OK
 
 
@@ -299,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
             "inserts nothing. Rows that cannot be typed are kept in telemetry.rejected_rows with a reason."
         ),
         epilog="examples:\n  telemetry ingest csv\n  telemetry ingest csv logs/usage.csv --dry-run\n"
-        "  telemetry ingest csv '.telemetry/*.csv' --json\n\n" + EPILOG,
+        "  telemetry ingest csv '.telemetry/*.csv' --json\n  telemetry ingest csv --watch     # live: one summary "
+        "per load (--json: one object a line)\n\n" + EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     csv_parser.add_argument(
@@ -307,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV file, directory of .csv files, or glob (default: $TELEMETRY_CSV_PATH, else .telemetry/usage.csv)",
     )
     csv_parser.add_argument("--dry-run", action="store_true", help="count what would happen; write nothing")
+    csv_parser.add_argument(
+        "--watch", action="store_true",
+        help="stay running: load new complete records as the writer appends them, until Ctrl-C or SIGTERM")
     csv_parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     csv_parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
     csv_parser.set_defaults(func=cmd_ingest_csv)
