@@ -47,10 +47,13 @@ def invoke(
     *,
     dbt_vars: dict[str, object] | None = None,
     on_node: Callable[[str, str], None] | None = None,
+    write_json: bool = True,
 ):
     """Run one dbt command (e.g. ``["run", "--select", "llm_calls+"]``) and return dbt's result object.
 
-    ``on_node(name, status)`` is called as each model, seed or test finishes (for progress output).
+    ``on_node(name, status)`` is called as each model, seed or test finishes (for progress output). Without
+    ``write_json`` dbt writes no manifest.json and run_results.json (about 0.8 s of a small run: the manifest of
+    the last run that wrote one stays, which is right while the project's files are unchanged).
     Raises DbtError with dbt's own messages when the command fails.
     """
     from dbt.cli.main import dbtRunner
@@ -79,6 +82,8 @@ def invoke(
     ]
     if dbt_vars:
         full_args += ["--vars", json.dumps(dbt_vars)]
+    if not write_json:
+        full_args.append("--no-write-json")
     with _LOCK:
         saved = {k: os.environ.get(k) for k in _profile_env(url)}
         os.environ.update(_profile_env(url))

@@ -119,7 +119,8 @@ def run_models(
     is already what dbt would create. A full refresh rebuilds llm_calls from every load.
     """
     fresh = {"staging_rules": staging_rules_digest(), "price_seed": price_seed_digest(), "views": _views_digest()}
-    select = _selection(conn, url, "int_usage_rows_typed+", full_refresh=full_refresh, views_digest=fresh["views"])
+    select, known = _selection(conn, url, "int_usage_rows_typed+", full_refresh=full_refresh,
+                               views_digest=fresh["views"])
     if full_refresh or get_state(conn, "staging_rules") != fresh["staging_rules"] or not relation_exists(
             conn, STAGING_VIEW):
         select.append(STAGING_VIEW.name)
@@ -132,6 +133,7 @@ def run_models(
          *(["--full-refresh"] if full_refresh else [])],
         dbt_vars=dbt_vars(cutoff, all_loads=all_loads),
         on_node=lambda name, status: progress(f"  {name}: {status}"),
+        write_json=not known,  # the manifest of the project as it is is there already
     )
     for relation in RETIRED:  # what earlier versions built and this one replaced
         conn.execute(sql.SQL("drop table if exists {}").format(relation))
@@ -172,7 +174,7 @@ def rebuild_marts(url: str, cutoff: datetime | None, *, only: list[str] | None =
         if only:
             select = only
         else:
-            select = _selection(conn, url, "llm_calls+", full_refresh=False, views_digest=_views_digest())
+            select, _ = _selection(conn, url, "llm_calls+", full_refresh=False, views_digest=_views_digest())
         dbt.invoke(url, ["run", "--select", *select, "--exclude", "llm_calls"], dbt_vars=dbt_vars(cutoff))
 
 
@@ -196,8 +198,10 @@ def _views_current(conn: psycopg.Connection, digest: str) -> bool:
     return get_state(conn, "views") == digest
 
 
-def _selection(conn: psycopg.Connection, url: str, root: str, *, full_refresh: bool, views_digest: str) -> list[str]:
-    """dbt's --select for ``root`` and what is downstream of it, without the views that need no rebuild.
+def _selection(conn: psycopg.Connection, url: str, root: str, *, full_refresh: bool,
+               views_digest: str) -> tuple[list[str], bool]:
+    """dbt's --select for ``root`` and what is downstream of it, without the views that need no rebuild; and
+    whether dbt's manifest of the last run describes the project as it is (so that it need not be written again).
 
     A view is rebuilt when the project's files changed since the last run (its SQL may have), or when it is missing
     (e.g. on a new database); otherwise only the tables and incremental models downstream of ``root`` are built.
@@ -206,12 +210,12 @@ def _selection(conn: psycopg.Connection, url: str, root: str, *, full_refresh: b
     """
     views = None if full_refresh or not _views_current(conn, views_digest) else _manifest_views(url)
     if views is None:
-        return [root]
+        return [root], False
     present = {row[0] for row in conn.execute(
         "select n.nspname || '.' || c.relname from pg_class as c join pg_namespace as n on n.oid = c.relnamespace "
         "where c.relkind = 'v' and n.nspname || '.' || c.relname = any(%s)", [list(views.values())])}
     missing = [name for name, relation in views.items() if relation not in present and name != STAGING_VIEW.name]
-    return [f"{root},config.materialized:incremental", f"{root},config.materialized:table", *missing]
+    return [f"{root},config.materialized:incremental", f"{root},config.materialized:table", *missing], True
 
 
 def _manifest_views(url: str) -> dict[str, str] | None:
