@@ -54,6 +54,11 @@ def saved(folder: Path, default_rows: int, big_rows: int) -> tuple[dict | None, 
     return _load(folder / f"all-{default_rows}.json"), _load(folder / f"full-{big_rows}.json")
 
 
+def saved_watch(folder: Path) -> dict | None:
+    """The last run of bench/watch.py (the watch mode's latency), as saved."""
+    return _load(folder / "watch.json")
+
+
 def pair(results: dict, folder: Path, default_rows: int, big_rows: int) -> tuple[dict | None, dict | None]:
     """(all-scenarios run, 10M full-load run): this run, and the latest saved run of the other kind."""
     if results["kind"] == "all":
@@ -214,11 +219,11 @@ def _big_targets(big: dict | None) -> list[tuple[str, str, str, str]]:
 
 # --- the document -------------------------------------------------------------------------------------------
 
-def render(run: dict | None, big: dict | None) -> str:
+def render(run: dict | None, big: dict | None, watch: dict | None = None) -> str:
     targets = target_rows(run, big)
     verdicts = [v for *_, v in targets]
     passed, measured = verdicts.count(PASS), sum(v != NOT_MEASURED for v in verdicts)
-    latest = max((r for r in (run, big) if r), key=lambda r: r["written_at"])
+    latest = max((r for r in (run, big, watch) if r), key=lambda r: r["written_at"])
     out = [
         "# Benchmarks",
         "",
@@ -238,7 +243,28 @@ def render(run: dict | None, big: dict | None) -> str:
         out += _run_sections(run)
     if big:
         out += _big_section(big)
+    if watch:
+        out += _watch_section(watch)
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _watch_section(w: dict) -> list[str]:
+    rows = [f"| {r['rows']:,} | {r['appends']} | {_s(r['median_seconds'])} | {_s(r['p90_seconds'])} | "
+            f"{_s(r['max_seconds'])} | {_s(r['catch_up_seconds'])} | {_s(r['stop_seconds'])} (exit {r['exit_code']}) |"
+            for r in w["runs"]]
+    return [
+        f"## Watch mode: from an append to llm_calls ({w['command']}, {_when(w)}, loader git {w['commit']})",
+        "",
+        "`telemetry ingest csv --watch FILE` on the loader's embedded server, default retention; the file holds the "
+        "calls of the first column (loaded by the watch's first run, the catch-up), then calls are appended one at "
+        "a time, each once the one before is in llm_calls. Latency: from the write to the moment a query finds the "
+        "call in llm_calls (the marts are rebuilt in the same run). Target: median <= 1 s over 100 appends.",
+        "",
+        "| calls in the file | appends | median | 90th percentile | slowest | catch-up run | SIGTERM to exit |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _setup(r: dict) -> list[str]:

@@ -558,7 +558,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.render_only:
-        text = report.render(*report.saved(args.results_dir, DEFAULT_ROWS, BIG_ROWS))
+        text = report.render(*report.saved(args.results_dir, DEFAULT_ROWS, BIG_ROWS),
+                             report.saved_watch(args.results_dir))
         args.output.write_text(text)
         log(f"wrote {args.output} from the results saved in {args.results_dir}")
         return 0
@@ -588,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     saved = report.save(results, args.results_dir)
-    text = report.render(*report.pair(results, args.results_dir, DEFAULT_ROWS, BIG_ROWS))
+    text = report.render(*report.pair(results, args.results_dir, DEFAULT_ROWS, BIG_ROWS),
+                         report.saved_watch(args.results_dir))
     args.output.write_text(text)
     print(text)
     log(f"saved {saved}; wrote {args.output} in {(time.monotonic() - started) / 60:.1f} min")

@@ -1,12 +1,13 @@
 """The watch mode's latency: how long after a call is appended to the CSV it is in llm_calls.
 
-    python -m bench.watch --rows 100000 --appends 100     # pnpm bench:watch
+    python -m bench.watch --rows 100000 --rows 1000000 --appends 100     # pnpm bench:watch
 
 On the loader's embedded server, in a database of its own: ``telemetry ingest csv --watch FILE`` runs over a file of
 ``--rows`` generated calls (loaded first, with the default retention: the calls are of the last 60 days), then
 ``--appends`` calls are appended one at a time, each once the previous one is visible; the time from the write
 to the moment a query finds the call in llm_calls is the latency. Prints the median, the 90th percentile and the
-slowest as JSON; also the time the watch took to load the first file (the catch-up run).
+slowest as JSON, once per --rows; also the time the watch took to load the first file (the catch-up run). The
+results are saved in bench/results/watch.json and BENCHMARKS.md is rendered again with them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -25,8 +27,10 @@ from pathlib import Path
 
 import psycopg
 
+from bench import report
 from bench.generate import write as generate_csv
-from bench.server import BenchServer
+from bench.run import BIG_ROWS, DEFAULT_ROWS
+from bench.server import BenchServer, dbt_targets, forget_dbt_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,17 +97,33 @@ def measure(server: BenchServer, work: Path, rows: int, appends: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.watch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=100_000, help="calls in the file before the appends")
+    parser.add_argument("--rows", type=int, action="append",
+                        help="calls in the file before the appends (repeatable; default 100,000)")
     parser.add_argument("--appends", type=int, default=100, help="calls appended one at a time (default 100)")
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
+    runs = []
+    targets = dbt_targets()
     with tempfile.TemporaryDirectory(prefix="bench-watch-") as folder:
         server = BenchServer(Path(folder) / "pgdata")
         server.start()
         try:
-            server.fresh_database()
-            print(json.dumps(measure(server, Path(folder), args.rows, args.appends)), flush=True)
+            for rows in args.rows or [100_000]:
+                server.fresh_database()
+                runs.append(measure(server, Path(folder), rows, args.appends))
+                print(json.dumps(runs[-1]), flush=True)
         finally:
             server.stop()
+            forget_dbt_targets(targets)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    command = shlex.join(["python", "-m", "bench.watch", *(argv if argv is not None else sys.argv[1:])])
+    results = {"kind": "watch", "runs": runs, "command": f"`{command}`", "commit": commit,
+               "written_at": datetime.now(UTC).isoformat()}
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / "watch.json").write_text(json.dumps(results, indent=1) + "\n")
+    args.output.write_text(report.render(*report.saved(args.results_dir, DEFAULT_ROWS, BIG_ROWS), results))
     return 0
 
 
