@@ -227,7 +227,7 @@ def render(run: dict | None, big: dict | None, watch: dict | None = None) -> str
     out = [
         "# Benchmarks",
         "",
-        f"Written by `bench/run.py` on {_when(latest)}; do not edit by hand. Runs: "
+        f"Written by `bench/run.py` (and `bench/watch.py`) on {_when(latest)}; do not edit by hand. Runs: "
         + "; ".join(f"{r['command']} on {_when(r)}, loader git {r['machine']['commit']}" for r in (run, big) if r)
         + ".",
         "",
