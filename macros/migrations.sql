@@ -26,12 +26,21 @@
 {% macro add_index_on_load_and_time() -%}
     {#- An index on (load_id, "timestamp") of int_usage_rows_typed (new in 0.2.0), by which retention finds a load's
         rows older than the cutoff and its oldest call without reading all its rows. Created once, on a new table
-        or one 0.1.0 built (a post-hook, as dbt's own index config applies only when dbt creates the table). -#}
-    {#- On a full refresh dbt renames the old table to a backup that still holds the index's name until it is
-        dropped at the end of the run: that index is dropped first, so the new table gets its own. -#}
+        or one 0.1.0 built. -#}
+    {{ own_index('load_time', 'load_id, "timestamp"') }}
+{%- endmacro %}
+
+{% macro own_index(suffix, columns, replaces=none) -%}
+    {#- An index <table>_<suffix> on `columns`, created once by a post-hook (dbt's own index config applies only
+        when dbt creates the table, not to a table an earlier version built). On a full refresh dbt renames the old
+        table to a backup that still holds the index's name until it is dropped at the end of the run: that index
+        is dropped first, so the new table gets its own. `replaces`: the end of the definition of an index an
+        earlier version built for the same purpose (e.g. '(estimated_cost_usd)'), dropped once. -#}
     {%- set relation = this.schema ~ '.' ~ this.identifier -%}
-    {%- set index = this.schema ~ '.' ~ this.identifier ~ '_load_time' -%}
+    {%- set index = this.schema ~ '.' ~ this.identifier ~ '_' ~ suffix -%}
     do $migration$
+    declare
+        old regclass;
     begin
         if to_regclass('{{ index }}') is not null and not exists (
             select 1 from pg_index
@@ -39,8 +48,17 @@
         ) then
             drop index {{ index }};
         end if;
+        {%- if replaces %}
+        for old in
+            select indexrelid::regclass from pg_index
+            where indrelid = to_regclass('{{ relation }}') and indexrelid <> coalesce(to_regclass('{{ index }}'), 0)
+                and pg_get_indexdef(indexrelid) like '%{{ replaces }}'
+        loop
+            execute 'drop index ' || old;
+        end loop;
+        {%- endif %}
         if to_regclass('{{ index }}') is null then
-            create index {{ this.identifier }}_load_time on {{ relation }} (load_id, "timestamp");
+            create index {{ this.identifier }}_{{ suffix }} on {{ relation }} ({{ columns }});
         end if;
     end
     $migration$
@@ -70,30 +88,6 @@
 {% macro cost_order_index() -%}
     {#- cost_by_session's index for the most expensive sessions first, unpriced ones (NULL) last, as the dashboard
         orders them ("estimated_cost_usd desc nulls last", read backwards). 0.2.0 indexed the column ascending
-        with NULLs last, which that order cannot use: that index is replaced once. On a full refresh dbt renames
-        the old table to a backup that still holds the index's name: that one is dropped first. -#}
-    {%- set relation = this.schema ~ '.' ~ this.identifier -%}
-    {%- set index = this.schema ~ '.' ~ this.identifier ~ '_cost' -%}
-    do $migration$
-    declare
-        old regclass;
-    begin
-        if to_regclass('{{ index }}') is not null and not exists (
-            select 1 from pg_index
-            where indexrelid = to_regclass('{{ index }}') and indrelid = to_regclass('{{ relation }}')
-        ) then
-            drop index {{ index }};
-        end if;
-        for old in
-            select indexrelid::regclass from pg_index
-            where indrelid = to_regclass('{{ relation }}') and indexrelid <> coalesce(to_regclass('{{ index }}'), 0)
-                and pg_get_indexdef(indexrelid) like '%(estimated_cost_usd)'
-        loop
-            execute 'drop index ' || old;
-        end loop;
-        if to_regclass('{{ index }}') is null then
-            create index {{ this.identifier }}_cost on {{ relation }} (estimated_cost_usd nulls first);
-        end if;
-    end
-    $migration$
+        with NULLs last, which that order cannot use: that index is replaced once. -#}
+    {{ own_index('cost', 'estimated_cost_usd nulls first', replaces='(estimated_cost_usd)') }}
 {%- endmacro %}
