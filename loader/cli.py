@@ -111,7 +111,7 @@ def _print_summary(summary, as_json: bool) -> None:
     pruned = summary.pruned
     if pruned and pruned.anything:
         verb = "would prune" if summary.dry_run else "pruned"
-        print(f"  {verb} {pruned.calls:,} calls and {pruned.raw_rows:,} raw rows older than "
+        print(f"  {verb} {pruned.calls:,} calls and {pruned.rejected_rows:,} rejected rows older than "
               f"{pruned.cutoff:%Y-%m-%d %H:%M} UTC (retention)")
     if summary.dry_run:
         print("  nothing was written (dry run)")
@@ -181,8 +181,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         verb = "would delete" if args.dry_run else "deleted"
         print(f"{verb} what is older than {result.cutoff:%Y-%m-%d %H:%M} UTC:")
         print(f"  calls in telemetry.llm_calls         {result.calls:>10,}")
-        print(f"  rows in telemetry_raw.usage_rows     {result.raw_rows:>10,}")
-        print(f"  of which rejected rows               {result.rejected_rows:>10,}")
+        print(f"  rows in telemetry.rejected_rows      {result.rejected_rows:>10,}")
         if args.dry_run:
             print("  nothing was deleted (dry run)")
     return EXIT_OK

@@ -66,6 +66,7 @@ STAGING_VIEW = Relation(MODEL_SCHEMA, "stg_telemetry__usage_rows")
 TYPED_ROWS = Relation(MODEL_SCHEMA, "int_usage_rows_typed")
 LLM_CALLS = Relation(MODEL_SCHEMA, "llm_calls")
 CALL_CONFLICTS = Relation(MODEL_SCHEMA, "call_conflicts")
+REJECTED_ROWS = Relation(MODEL_SCHEMA, "rejected_rows")
 PRICE_SEED = Relation(MODEL_SCHEMA, "model_prices")
 DAILY_USAGE = Relation(MODEL_SCHEMA, "daily_usage")
 DAILY_USAGE_ROLLUPS = Relation(MODEL_SCHEMA, "daily_usage_rollups")
@@ -96,6 +97,12 @@ READER_ROLE = "telemetry_reader"
 def relation_exists(conn: psycopg.Connection, relation: Relation) -> bool:
     """Whether a table or view exists."""
     return conn.execute("select to_regclass(%s) is not null", [str(relation)]).fetchone()[0]
+
+
+def is_table(conn: psycopg.Connection, relation: Relation) -> bool:
+    """Whether a table (not a view) exists: an earlier version may have built as a view what is a table now."""
+    return conn.execute("select exists (select 1 from pg_class where oid = to_regclass(%s) and relkind = 'r')",
+                        [str(relation)]).fetchone()[0]
 
 
 def get_state(conn: psycopg.Connection, key: str) -> str | None:

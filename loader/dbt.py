@@ -106,8 +106,9 @@ def _failure_text(result) -> str:
     messages = []
     for node_result in getattr(result.result, "results", None) or []:
         if str(node_result.status) in ("error", "fail"):
-            messages.append(f"{node_result.node.name}: {node_result.message}")
-    return "; ".join(messages) or "see logs/dbt.log"
+            node = getattr(node_result, "node", None)  # a run-operation's result names no node
+            messages.append(f"{node.name}: {node_result.message}" if node else str(node_result.message or ""))
+    return "; ".join(m for m in messages if m) or "see logs/dbt.log"
 
 
 def compiled_sql(url: str, model: str) -> str:

@@ -26,6 +26,7 @@ from loader.pipeline import (
     rebuild_marts,
     recover_interrupted_loads,
     refresh_statistics,
+    release_landed_rows,
     run_models,
 )
 from loader.progress import Progress, silent
@@ -157,6 +158,7 @@ def ingest_csv(
             with conn.transaction():
                 prune_rows(conn, cutoff, pruned, only_loads=None if aged else [ld.load_id for ld in new_loads])
                 mark_pruned(conn, cutoff)
+        release_landed_rows(conn)  # every load is done: their landing and typed rows are no longer needed
     pruned.cutoff = cutoff
     return IngestSummary(loads, False, time.monotonic() - started, pruned, retention)
 

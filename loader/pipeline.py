@@ -6,7 +6,15 @@ loader's tables are in place and recovers any load a crash left half-way (``reco
 state machine in ``loader.contract``). Then:
 ``run_models`` builds llm_calls and everything downstream of the typed rows (and drops what earlier versions
 built and this one does not), ``rebuild_marts`` only what is downstream of llm_calls (after an interrupted load,
-or for the sessions that retention cut in two).
+or for the sessions that retention cut in two), and ``release_landed_rows`` empties the landing and typed tables
+once every load is done.
+
+What is kept. A row is written durably once: as a call in llm_calls (with its lineage: load_id and
+source_line_number), as a reject in rejected_rows or a conflict in call_conflicts (with its raw text). The landing
+table and the typed rows are unlogged work tables that hold only the loads in flight: no WAL is written for
+them, and they are emptied when no load is left in flight. Unlogged tables are emptied by PostgreSQL itself
+after a crash of the server; a load that had not reached 'done' then lost its rows, and is undone and read
+again from its file (``recover_interrupted_loads``), so a load whose landing rows are gone is always done.
 """
 
 from __future__ import annotations
@@ -25,17 +33,21 @@ from loader import dbt
 from loader.config import PROJECT_DIR, Settings
 from loader.connection import connect
 from loader.contract import (
+    CALL_CONFLICTS,
     FILE_CHECKPOINTS,
     LLM_CALLS,
     LOAD_AUDIT,
     PRICE_SEED,
+    REJECTED_ROWS,
     RETIRED,
     STAGING_VIEW,
     TYPED_ROWS,
     USAGE_ROWS,
     LoadStatus,
+    Relation,
     dbt_vars,
     get_state,
+    is_table,
     relation_exists,
     set_state,
 )
@@ -74,7 +86,9 @@ def recover_interrupted_loads(
 ) -> None:
     """Undo loads a crash left 'loaded' (raw rows in, llm_calls not), finish 'modelled' ones.
 
-    Runs under the ingest lock, so no other load is in progress. An undone load's files lose their
+    A 'modelled' load whose typed rows are not all there (a crash of the server empties unlogged tables) cannot
+    be finished: its rejects and conflicts are gone with them. It is undone too, its calls with it, and the marts
+    are rebuilt. Runs under the ingest lock, so no other load is in progress. An undone load's files lose their
     checkpoint, so the next read takes them whole and deduplication restores exact counts.
     """
     with conn.transaction():
@@ -82,22 +96,27 @@ def recover_interrupted_loads(
             sql.SQL("select load_id from {} where status = %s order by load_id for update").format(LOAD_AUDIT),
             [LoadStatus.LOADED.value],
         )]
-        if pending:
-            progress(f"undoing {len(pending)} interrupted load(s): {', '.join(map(str, pending))}")
-            for relation in (USAGE_ROWS, TYPED_ROWS, LLM_CALLS):
-                if relation_exists(conn, relation):
-                    conn.execute(sql.SQL("delete from {} where load_id = any(%s)").format(relation), [pending])
+        emptied = _modelled_loads_without_rows(conn)
+        if pending or emptied:
+            undone = sorted(pending + emptied)
+            progress(f"undoing {len(undone)} interrupted load(s): {', '.join(map(str, undone))}")
+            for relation in (USAGE_ROWS, TYPED_ROWS, LLM_CALLS, CALL_CONFLICTS, REJECTED_ROWS):
+                if is_table(conn, relation):
+                    conn.execute(sql.SQL("delete from {} where load_id = any(%s)").format(relation), [undone])
             conn.execute(
                 sql.SQL("delete from {checkpoints} as c using {audit} as a "
                         "where a.load_id = any(%s) and a.source_file = c.source_file")
                 .format(checkpoints=FILE_CHECKPOINTS, audit=LOAD_AUDIT),
-                [pending],
+                [undone],
             )
             conn.execute(
                 sql.SQL("update {} set status = %s, finished_at = clock_timestamp() where load_id = any(%s)")
                 .format(LOAD_AUDIT),
-                [LoadStatus.ABORTED.value, pending],
+                [LoadStatus.ABORTED.value, undone],
             )
+    if emptied:
+        progress("rebuilding the marts without the undone loads' calls")
+        rebuild_marts(url, cutoff, full_refresh=True)
     modelled = [LoadResult(source_file=source, load_id=load_id) for load_id, source in conn.execute(
         sql.SQL("select load_id, source_file from {} where status = %s order by load_id").format(LOAD_AUDIT),
         [LoadStatus.MODELLED.value],
@@ -107,30 +126,68 @@ def recover_interrupted_loads(
         rebuild_marts(url, cutoff)
         with conn.transaction():
             measure_outcomes(conn, modelled, cutoff)
+    release_landed_rows(conn)
 
 
-def run_models(
-    conn: psycopg.Connection, url: str, cutoff: datetime | None, progress: Progress, *, full_refresh: bool = False
-) -> None:
+def _modelled_loads_without_rows(conn: psycopg.Connection) -> list[int]:
+    """'modelled' loads that have fewer typed rows than they read (locked, in the caller's transaction)."""
+    if not relation_exists(conn, TYPED_ROWS):
+        return []
+    return [r[0] for r in conn.execute(
+        sql.SQL("select a.load_id from {audit} as a where a.status = %s and a.rows_read > "
+                "(select count(*) from {typed} as t where t.load_id = a.load_id) order by a.load_id for update")
+        .format(audit=LOAD_AUDIT, typed=TYPED_ROWS),
+        [LoadStatus.MODELLED.value],
+    )]
+
+
+def release_landed_rows(conn: psycopg.Connection) -> None:
+    """Empty the landing and typed tables when no load is in flight (every load is done or aborted).
+
+    What a done load's rows became is kept elsewhere (llm_calls, rejected_rows, call_conflicts), so its landing
+    and typed rows are no copy anyone reads: TRUNCATE gives their space back at once (a DELETE would leave it to
+    VACUUM). Runs under the ingest lock. A table an earlier version created logged is made unlogged here, while
+    it is empty (the change rewrites the table). Nothing is emptied while rejected_rows is still the view an
+    earlier version built: the rejects' text then lives only in the landing table.
+    """
+    in_flight = conn.execute(
+        sql.SQL("select exists (select 1 from {} where status in (%s, %s))").format(LOAD_AUDIT),
+        [LoadStatus.LOADED.value, LoadStatus.MODELLED.value],
+    ).fetchone()[0]
+    if in_flight or not is_table(conn, REJECTED_ROWS):
+        return
+    for relation in (USAGE_ROWS, TYPED_ROWS):
+        if not is_table(conn, relation):
+            continue
+        if conn.execute(sql.SQL("select exists (select 1 from {})").format(relation)).fetchone()[0]:
+            conn.execute(sql.SQL("truncate {}").format(relation))
+        if _persistence(conn, relation) == "p":
+            conn.execute(sql.SQL("alter table {} set unlogged").format(relation))
+
+
+def _persistence(conn: psycopg.Connection, relation: Relation) -> str:
+    """'p' (logged), 'u' (unlogged) or 't' (temporary)."""
+    return conn.execute("select relpersistence from pg_class where oid = to_regclass(%s)",
+                        [str(relation)]).fetchone()[0]
+
+
+def run_models(conn: psycopg.Connection, url: str, cutoff: datetime | None, progress: Progress) -> None:
     """Build llm_calls and everything downstream of the typed rows with dbt.
 
-    Views (the staging view among them) and the price seed are rebuilt only when their files changed, when they
-    are missing, or on a full refresh: each dbt node costs time on every load, and a view whose SQL did not change
-    is already what dbt would create. A full refresh rebuilds llm_calls from every load.
+    Views (the staging view among them) and the price seed are rebuilt only when their files changed or when they
+    are missing: each dbt node costs time on every load, and a view whose SQL did not change is already what dbt
+    would create.
     """
     fresh = {"staging_rules": staging_rules_digest(), "price_seed": price_seed_digest(), "views": _views_digest()}
-    select, known = _selection(conn, url, "int_usage_rows_typed+", full_refresh=full_refresh,
-                               views_digest=fresh["views"])
-    if full_refresh or get_state(conn, "staging_rules") != fresh["staging_rules"] or not relation_exists(
-            conn, STAGING_VIEW):
+    select, known = _selection(conn, url, "int_usage_rows_typed+", views_digest=fresh["views"])
+    if get_state(conn, "staging_rules") != fresh["staging_rules"] or not relation_exists(conn, STAGING_VIEW):
         select.append(STAGING_VIEW.name)
-    if full_refresh or get_state(conn, "price_seed") != fresh["price_seed"] or not relation_exists(conn, PRICE_SEED):
+    if get_state(conn, "price_seed") != fresh["price_seed"] or not relation_exists(conn, PRICE_SEED):
         select.append(PRICE_SEED.name)
-    all_loads = full_refresh or (not relation_exists(conn, LLM_CALLS) and _loads_past_loaded(conn))
+    all_loads = not relation_exists(conn, LLM_CALLS) and _loads_past_loaded(conn)
     dbt.invoke(
         url,
-        ["build", "--resource-type", "seed", "--resource-type", "model", "--select", *select,
-         *(["--full-refresh"] if full_refresh else [])],
+        ["build", "--resource-type", "seed", "--resource-type", "model", "--select", *select],
         dbt_vars=dbt_vars(cutoff, all_loads=all_loads),
         on_node=lambda name, status: progress(f"  {name}: {status}"),
         write_json=not known,  # the manifest of the project as it is is there already
@@ -150,8 +207,7 @@ def refresh_statistics(conn: psycopg.Connection, rows_read: int) -> None:
     retention and the dashboard's queries can be planned as if the tables were empty (a scan of every call to
     delete a few). A sample of 30,000 rows a table: about 0.1 s each, against tens of seconds of loading."""
     if rows_read >= ANALYZE_AFTER_ROWS:
-        for relation in (USAGE_ROWS, TYPED_ROWS, LLM_CALLS):
-            conn.execute(sql.SQL("analyze {}").format(relation))
+        conn.execute(sql.SQL("analyze {}").format(LLM_CALLS))
 
 
 def _loads_past_loaded(conn: psycopg.Connection) -> bool:
@@ -167,15 +223,25 @@ def _loads_past_loaded(conn: psycopg.Connection) -> bool:
     ).fetchone()[0]
 
 
-def rebuild_marts(url: str, cutoff: datetime | None, *, only: list[str] | None = None) -> None:
+def rebuild_marts(url: str, cutoff: datetime | None, *, only: list[str] | None = None,
+                  full_refresh: bool = False) -> None:
     """Bring what is downstream of llm_calls up to date with it (``only``: just these models); views are left
-    alone, as in run_models."""
+    alone, as in run_models. ``full_refresh``: rebuild the marts from every call (after calls were repriced or
+    taken out); the durable models (llm_calls, rejected_rows, call_conflicts) are never rebuilt from scratch."""
     with connect(url, autocommit=True) as conn:
         if only:
             select = only
+        elif full_refresh:  # a table rebuilt from scratch drops the views over it: they are rebuilt too
+            select = ["llm_calls+"]
         else:
-            select, _ = _selection(conn, url, "llm_calls+", full_refresh=False, views_digest=_views_digest())
-        dbt.invoke(url, ["run", "--select", *select, "--exclude", "llm_calls"], dbt_vars=dbt_vars(cutoff))
+            select, _ = _selection(conn, url, "llm_calls+", views_digest=_views_digest())
+        dbt.invoke(url, ["run", "--select", *select, "--exclude", "llm_calls",
+                         *(["--full-refresh"] if full_refresh else [])], dbt_vars=dbt_vars(cutoff))
+
+
+def reprice_calls(url: str, cutoff: datetime | None) -> None:
+    """Price the stored calls again with the seed in the database (dbt's reprice_calls macro), in place."""
+    dbt.invoke(url, ["run-operation", "reprice_calls"], dbt_vars=dbt_vars(cutoff))
 
 
 def models_current(conn: psycopg.Connection) -> bool:
@@ -198,8 +264,7 @@ def _views_current(conn: psycopg.Connection, digest: str) -> bool:
     return get_state(conn, "views") == digest
 
 
-def _selection(conn: psycopg.Connection, url: str, root: str, *, full_refresh: bool,
-               views_digest: str) -> tuple[list[str], bool]:
+def _selection(conn: psycopg.Connection, url: str, root: str, *, views_digest: str) -> tuple[list[str], bool]:
     """dbt's --select for ``root`` and what is downstream of it, without the views that need no rebuild; and
     whether dbt's manifest of the last run describes the project as it is (so that it need not be written again).
 
@@ -208,7 +273,7 @@ def _selection(conn: psycopg.Connection, url: str, root: str, *, full_refresh: b
     The views are listed from dbt's manifest of the last run on this database, which matches the files when the
     digest does (the digest is stored only after a successful run).
     """
-    views = None if full_refresh or not _views_current(conn, views_digest) else _manifest_views(url)
+    views = None if not _views_current(conn, views_digest) else _manifest_views(url)
     if views is None:
         return [root], False
     present = {row[0] for row in conn.execute(

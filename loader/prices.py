@@ -42,7 +42,8 @@ from genai_prices import data_snapshot
 from genai_prices import types as gp
 
 from loader.config import Settings
-from loader.pipeline import locked_database, recover_interrupted_loads, run_models
+from loader.contract import LLM_CALLS, relation_exists
+from loader.pipeline import locked_database, rebuild_marts, recover_interrupted_loads, reprice_calls, run_models
 from loader.progress import Progress, silent
 from loader.retention import database_retention
 from loader.schema import ensure_landing_tables
@@ -409,16 +410,22 @@ def write_seed(path: str | Path = DEFAULT_SEED_PATH) -> int:
 
 
 def reprice(*, settings: Settings | None = None, progress: Progress = silent) -> None:
-    """Rebuild llm_calls from the landing table with the current price seed, and the marts with it.
+    """Price the stored calls again with the current price seed, in place, and rebuild the marts with it.
 
-    Keys, and which load first brought each call, are unchanged: the rebuild keeps the first row read.
+    Keys, values and lineage of the calls are unchanged; only estimated_cost_usd, cost_source and the chosen
+    price (price_provider_id, price_model_id) of the calls whose price changed are rewritten.
     """
     settings = settings or Settings.from_env()
     with locked_database(settings, progress) as (conn, url):
         ensure_landing_tables(conn)
         cutoff = database_retention(conn, settings).cutoff
         recover_interrupted_loads(conn, url, cutoff, progress)
-        run_models(conn, url, cutoff, progress, full_refresh=True)
+        run_models(conn, url, cutoff, progress)  # the seed, when it changed
+        if relation_exists(conn, LLM_CALLS):
+            progress("repricing the stored calls")
+            reprice_calls(url, cutoff)
+            progress("rebuilding the marts")
+            rebuild_marts(url, cutoff, full_refresh=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

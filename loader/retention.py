@@ -1,4 +1,4 @@
-"""Retention: calls older than the database's window leave llm_calls, the landing table and the rejects.
+"""Retention: calls older than the database's window leave llm_calls and the marts, rejects leave rejected_rows.
 
 The window is a setting of the database (``loader_state.retention_months``), not of the process that happens to
 run: the first command on a database stores it (TELEMETRY_RETENTION_MONTHS, else 6 months), ``telemetry
@@ -25,13 +25,11 @@ from loader.config import DEFAULT_RETENTION_MONTHS, MAX_RETENTION_MONTHS, Settin
 from loader.contract import (
     COST_BY_SESSION,
     LLM_CALLS,
-    LOAD_AUDIT,
     PRUNED_BY_DAY,
     PRUNED_BY_TIME,
-    TYPED_ROWS,
-    USAGE_ROWS,
-    LoadStatus,
+    REJECTED_ROWS,
     get_state,
+    is_table,
     relation_exists,
     set_state,
 )
@@ -48,7 +46,6 @@ _PRUNED_THROUGH_KEY = "pruned_through"
 class PruneResult:
     cutoff: datetime | None
     calls: int = 0
-    raw_rows: int = 0
     rejected_rows: int = 0
     dry_run: bool = False
     notice: str | None = None
@@ -57,7 +54,12 @@ class PruneResult:
 
     @property
     def anything(self) -> bool:
-        return bool(self.calls or self.raw_rows)
+        return bool(self.calls or self.rejected_rows)
+
+    @property
+    def raw_rows(self) -> int:
+        """Rows of the files' text that left: the rejects (a call's landing row is gone once its load is done)."""
+        return self.rejected_rows
 
     def as_dict(self) -> dict[str, object]:
         return {"cutoff": self.cutoff.isoformat() if self.cutoff else None, "calls": self.calls,
@@ -178,45 +180,17 @@ _EXPIRED_CALLS = 'from {llm_calls} where "timestamp" < %s'
 _COUNT_EXPIRED_CALLS = "select count(*) " + _EXPIRED_CALLS
 _DELETE_EXPIRED_CALLS = "with gone as (delete " + _EXPIRED_CALLS + " returning 1) select count(*) from gone"
 
-# Loads that can hold rows to prune: finished ones whose oldest call, or whose start, is before the cutoff.
-_LOADS_TO_PRUNE = "select load_id from {load_audit} where status = %s and (oldest_call < %s or started_at < %s)"
-
-# Rows to prune: typed rows whose call timestamp is before the cutoff, and rejected rows without a usable
-# timestamp that were loaded before it. Only loads that can hold such rows are looked at, each through the typed
-# rows' index on (load_id, "timestamp"), so a load costs the rows that leave, not all of its rows.
-_EXPIRED_ROWS = """
-    select t.load_id, t.record_number, t.rejected
-    from unnest(%(loads)s::bigint[]) as l(load_id)
-    cross join lateral (
-        select t.load_id, t.record_number, t.rejection_reason is not null as rejected
-        from {typed_rows} as t
-        where t.load_id = l.load_id and t."timestamp" < %(cutoff)s
-        union all
-        select t.load_id, t.record_number, t.rejection_reason is not null
-        from {typed_rows} as t
-        where t.load_id = l.load_id and t."timestamp" is null and t.loaded_at < %(cutoff)s
-    ) as t
+# Rejects to prune: those whose timestamp parsed and is before the cutoff, and those without a usable timestamp
+# that were loaded before it. (A call's landing and typed rows are gone once its load is done: the calls are
+# pruned above, and the rejects are the only rows of a file kept besides them.)
+_EXPIRED_REJECTS = """
+    from {rejected_rows}
+    where ("timestamp" < %(cutoff)s or ("timestamp" is null and loaded_at < %(cutoff)s))
+        and (%(loads)s::bigint[] is null or load_id = any(%(loads)s))
 """
-_COUNT_EXPIRED_ROWS = "select count(*), count(*) filter (where rejected) from (" + _EXPIRED_ROWS + ") as e"
-_DELETE_EXPIRED_ROWS = """
-    with expired as materialized (""" + _EXPIRED_ROWS + """),
-    gone_raw as (
-        delete from {usage_rows} as u using expired as e
-        where u.load_id = e.load_id and u.record_number = e.record_number
-    ),
-    gone as (
-        delete from {typed_rows} as t using expired as e
-        where t.load_id = e.load_id and t.record_number = e.record_number
-        returning e.rejected
-    )
-    select count(*), count(*) filter (where rejected) from gone
-"""
-_REFRESH_OLDEST_CALL = """
-    update {load_audit} as a
-    set oldest_call = (select min(t."timestamp") from {typed_rows} as t where t.load_id = a.load_id)
-    where a.load_id = any(%s)
-"""
-_RELATIONS = {"llm_calls": LLM_CALLS, "load_audit": LOAD_AUDIT, "typed_rows": TYPED_ROWS, "usage_rows": USAGE_ROWS}
+_COUNT_EXPIRED_REJECTS = "select count(*) " + _EXPIRED_REJECTS
+_DELETE_EXPIRED_REJECTS = "with gone as (delete " + _EXPIRED_REJECTS + " returning 1) select count(*) from gone"
+_RELATIONS = {"llm_calls": LLM_CALLS, "rejected_rows": REJECTED_ROWS}
 
 
 def _sql(template: str) -> sql.Composed:
@@ -259,23 +233,15 @@ def _prune_marts(conn: psycopg.Connection, cutoff: datetime) -> int:
 def prune_rows(
     conn: psycopg.Connection, cutoff: datetime | None, result: PruneResult, *, only_loads: list[int] | None = None
 ) -> PruneResult:
-    """Delete (or count) the landing and typed rows older than the cutoff, rejects included.
+    """Delete (or count) the rejected rows older than the cutoff.
 
     ``only_loads``: look only at these loads (the ones just loaded, when the cutoff did not move).
     """
-    if cutoff is None or not relation_exists(conn, TYPED_ROWS):
+    if cutoff is None or not is_table(conn, REJECTED_ROWS) or only_loads == []:
         return result
-    loads = [r[0] for r in conn.execute(_sql(_LOADS_TO_PRUNE), [LoadStatus.DONE.value, cutoff, cutoff])
-             if only_loads is None or r[0] in only_loads]
-    if not loads:
-        return result
-    params = {"loads": loads, "cutoff": cutoff}
-    if result.dry_run:
-        row = conn.execute(_sql(_COUNT_EXPIRED_ROWS), params).fetchone()
-    else:
-        row = conn.execute(_sql(_DELETE_EXPIRED_ROWS), params).fetchone()
-        conn.execute(_sql(_REFRESH_OLDEST_CALL), [loads])
-    result.raw_rows, result.rejected_rows = row
+    params = {"loads": only_loads, "cutoff": cutoff}
+    statement = _COUNT_EXPIRED_REJECTS if result.dry_run else _DELETE_EXPIRED_REJECTS
+    result.rejected_rows = conn.execute(_sql(statement), params).fetchone()[0]
     return result
 
 

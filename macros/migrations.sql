@@ -23,11 +23,17 @@
     $migration$
 {%- endmacro %}
 
-{% macro add_index_on_load_and_time() -%}
-    {#- An index on (load_id, "timestamp") of int_usage_rows_typed (new in 0.2.0), by which retention finds a load's
-        rows older than the cutoff and its oldest call without reading all its rows. Created once, on a new table
-        or one 0.1.0 built. -#}
-    {{ own_index('load_time', 'load_id, "timestamp"') }}
+{% macro drop_index_on_load_and_time() -%}
+    {#- 0.2.0 indexed int_usage_rows_typed on (load_id, "timestamp") for retention, which read the typed rows of
+        every load; they now live only while their load is in flight, so the index is dropped, once. -#}
+    {%- set index = this.schema ~ '.' ~ this.identifier ~ '_load_time' -%}
+    do $migration$
+    begin
+        if to_regclass('{{ index }}') is not null then
+            drop index {{ index }};
+        end if;
+    end
+    $migration$
 {%- endmacro %}
 
 {% macro own_index(suffix, columns, replaces=none) -%}

@@ -88,3 +88,74 @@
                   then p.tier_{{ kind }}_mtok end,
              p.{{ kind }}_mtok, 0)
 {%- endmacro %}
+
+{% macro priced_calls(calls) -%}
+    {#- Every column of `calls` (a relation or CTE with model, "timestamp" and the token counts), plus the price
+        chosen for it (price_provider_id, price_model_id) and computed_cost_usd, NULL for an unpriced model: the
+        seed rule chosen as genai-prices chooses (price_rules_for_models), the period in effect at the call's
+        timestamp, long-context tiers and off-peak windows. Cached tokens are taken out of the input tokens only
+        when the rule prices them. Used by int_llm_calls__priced for new calls and by reprice_calls() for the
+        stored ones. -#}
+    select
+        c.*,
+        p.provider_id as price_provider_id,
+        p.model_id as price_model_id,
+        case when p.model_id is not null then
+            (
+                greatest(
+                    coalesce(c.input_tokens, 0)
+                    - case when p.cache_read_mtok is not null then coalesce(c.cache_read_tokens, 0) else 0 end
+                    - case when p.cache_write_mtok is not null then coalesce(c.cache_write_tokens, 0) else 0 end,
+                    0
+                ) * {{ token_price('input') }}
+                + coalesce(c.output_tokens, 0) * {{ token_price('output') }}
+                + coalesce(c.cache_read_tokens, 0) * {{ token_price('cache_read') }}
+                + coalesce(c.cache_write_tokens, 0) * {{ token_price('cache_write') }}
+            ) * 0.000001
+        end as computed_cost_usd
+    from {{ calls }} as c
+    left join {{ price_rules_for_models(calls) }} as r on r.model = c.model
+    left join {{ ref('model_prices') }} as p
+        on p.provider_id = r.provider_id
+        and p.match_order = r.match_order
+        and (p.valid_from is null or c."timestamp" >= p.valid_from)
+        and (p.valid_to is null or c."timestamp" < p.valid_to)
+        and (p.daily_from is null or (
+            (c."timestamp" at time zone 'UTC')::time >= p.daily_from
+            and (c."timestamp" at time zone 'UTC')::time < p.daily_to
+        ))
+{%- endmacro %}
+
+{% macro reprice_calls() -%}
+    {#- `telemetry prices reprice`: the stored calls priced again with the seed as it is now, in place (llm_calls
+        is the only copy of a call; the landing rows are gone once a load is done). A reported cost stays the
+        call's estimated cost, as for a new call. Run by the loader with `dbt run-operation`; the marts are
+        rebuilt afterwards. -#}
+    {%- set calls = ref('llm_calls') -%}
+    {%- set statement -%}
+        with stored as (
+            select "timestamp", session_id, prompt_name, model, input_tokens, output_tokens,
+                cache_read_tokens, cache_write_tokens, reported_cost_usd
+            from {{ calls }}
+        ),
+        priced as (
+            {{ priced_calls('stored') }}
+        )
+        update {{ calls }} as t
+        set estimated_cost_usd = coalesce(p.reported_cost_usd, p.computed_cost_usd),
+            cost_source = case when p.reported_cost_usd is not null then 'reported'
+                               when p.computed_cost_usd is not null then 'estimated' end,
+            price_provider_id = p.price_provider_id,
+            price_model_id = p.price_model_id
+        from priced as p
+        where t."timestamp" = p."timestamp"
+            and md5(t.session_id) = md5(p.session_id) and md5(t.prompt_name) = md5(p.prompt_name)
+            and t.session_id = p.session_id and t.prompt_name = p.prompt_name
+            and (t.estimated_cost_usd, t.cost_source, t.price_provider_id, t.price_model_id) is distinct from
+                (coalesce(p.reported_cost_usd, p.computed_cost_usd),
+                 case when p.reported_cost_usd is not null then 'reported'
+                      when p.computed_cost_usd is not null then 'estimated' end,
+                 p.price_provider_id, p.price_model_id)
+    {%- endset -%}
+    {%- do run_query(statement) -%}
+{%- endmacro %}

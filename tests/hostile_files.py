@@ -303,7 +303,8 @@ def _loads(d: Path) -> list[HostileCase]:
                   [(n,) for n in sql_notes]),
                  ("select model, prompt_name from telemetry.llm_calls where model <> 'gpt-4o'",
                   [("gpt-4o'; drop table telemetry_raw.usage_rows; --", 'plan"); --')]),
-                 ("select count(*) from telemetry_raw.usage_rows", [(10,)])))
+                 ("select to_regclass('telemetry_raw.usage_rows') is not null", [(True,)]),
+                 ("select count(*) from telemetry.rejected_rows", [(1,)])))
     big = ["2147483648", "4294967296", "9007199254740993", "999999999999999999"]
     load("counts_beyond_32_bits", "big-counts.csv",
          text_file(*(row(i, prompt=n, completion=n, duration=n, notes=f"n{i}") for i, n in enumerate(big)),

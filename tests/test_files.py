@@ -190,7 +190,7 @@ def test_a_writer_stalled_in_the_middle_of_a_line_has_the_call_loaded_once_and_w
         _backdate(path)  # stalled for an hour: longer than any grace period
         first = telemetry.ingest(path)
         assert (first.total("rows_read"), first.total("inserted"), first.total("rejected")) == (2, 2, 0)
-        assert telemetry.count("telemetry_raw.usage_rows") == 2
+        assert telemetry.count("telemetry.llm_calls") == 2
         with psycopg.connect(telemetry.url) as conn:
             plan = _plan(conn, path)
         assert (plan.reason, plan.pending_line, plan.pending_bytes) == ("unchanged", 4, cut)

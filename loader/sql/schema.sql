@@ -30,9 +30,12 @@ alter table telemetry_raw.load_audit add column if not exists conflicts bigint;
 create sequence if not exists telemetry_raw.usage_rows_record_number;
 
 -- The CSV rows as text, exactly as read, with their lineage. dbt types them in stg_telemetry__usage_rows.
+-- A work table: it holds only the loads in flight (emptied once every load is done, loader.pipeline
+-- release_landed_rows) and is unlogged, so landing a row writes no WAL; what a row became is kept in llm_calls,
+-- rejected_rows or call_conflicts. (A table an earlier version created logged is made unlogged once empty.)
 -- The defaults serve the loader's bulk path, which COPYs the file's bytes as they are: the load id and the
 -- line offset come from transaction-local settings, the record number from the sequence above.
-create table if not exists telemetry_raw.usage_rows (
+create unlogged table if not exists telemetry_raw.usage_rows (
     load_id            bigint      not null default current_setting('telemetry.load_id')::bigint,
     record_number      bigint      not null default nextval('telemetry_raw.usage_rows_record_number'),
     line_number        bigint      not null

@@ -3,14 +3,17 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='append_new_columns',
+        unlogged=True,
         indexes=[{'columns': ['load_id', 'record_number'], 'unique': true}],
-        post_hook=["{{ add_index_on_load_and_time() }}"],
+        post_hook=["{{ drop_index_on_load_and_time() }}"],
     )
 }}
 
-{#- The landing rows typed once: the staging view's parsing and checks are the costly part of a load, so each
-    new load's rows are typed here a single time, and llm_calls, rejected_rows, the loader's counts and
-    retention all read this table. Loads arrive in load_id order; a load is typed exactly once. -#}
+{#- The rows of the loads in flight, typed once: the staging view's parsing and checks are the costly part of a
+    load, so each new load's rows are typed here a single time, and llm_calls, rejected_rows, call_conflicts and
+    the loader's counts read this table. A work table, not a copy: unlogged (no WAL), and emptied with the
+    landing table once every load is done (loader/landing.py, release_landed_rows), so a call is written durably
+    once, in llm_calls. Loads arrive in load_id order; a load is typed exactly once. -#}
 
 select
     load_id,

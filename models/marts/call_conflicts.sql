@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='load_id',
+        full_refresh=false,
         indexes=[{'columns': ['load_id']}],
         grants={'select': []},
     )
@@ -12,7 +13,8 @@
     although their values differ: the key is the upstream design, so the first row read stays, and both versions
     are kept here for a person to look at. Identical duplicates are not conflicts. Incremental by load: each run
     adds the conflicts of the loads just modelled (delete+insert on load_id, so a repeated run adds nothing).
-    Holds raw values, so, like rejected_rows, it is not granted to telemetry_reader. -#}
+    Holds raw values, so, like rejected_rows, it is not granted to telemetry_reader. The only copy of a
+    conflicting row once its load is done, so never rebuilt from scratch (full_refresh=false). -#}
 
 {%- set columns = call_value_columns() %}
 

@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='merge',
         unique_key=['timestamp', 'session_id', 'prompt_name'],
+        full_refresh=false,
         on_schema_change='append_new_columns',
         indexes=[
             {'columns': ['"timestamp"', 'md5(session_id)', 'md5(prompt_name)'], 'unique': true},
@@ -20,7 +21,10 @@
     allows (2.7 kB). -#}
 
 {#- New calls only: the priced, deduplicated batch (int_llm_calls__priced) minus keys already stored. The
-    post-hook marks the batch's loads modelled in the same transaction as the new calls. -#}
+    post-hook marks the batch's loads modelled in the same transaction as the new calls. The one durable copy
+    of a call, with its lineage (load_id, source_line_number; the file is loads.source_file): the landing and
+    typed rows are emptied once their load is done, so it is never rebuilt from scratch (full_refresh=false);
+    `telemetry prices reprice` reprices it in place (reprice_calls()). -#}
 
 with
 
