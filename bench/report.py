@@ -37,7 +37,8 @@ PASS, FAIL, NOT_MEASURED = "**pass**", "**FAIL**", "not measured"
 
 def save(results: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{results['kind']}-{results['rows']}.json"
+    suffix = "-external" if results.get("server") == "external" else ""
+    path = folder / f"{results['kind']}-{results['rows']}{suffix}.json"
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     return path
 
@@ -54,13 +55,21 @@ def saved(folder: Path, default_rows: int, big_rows: int) -> tuple[dict | None, 
     return _load(folder / f"all-{default_rows}.json"), _load(folder / f"full-{big_rows}.json")
 
 
+def saved_external(folder: Path, default_rows: int) -> dict | None:
+    """The last all-scenarios run on an external PostgreSQL (``--server URL``), as saved."""
+    return _load(folder / f"all-{default_rows}-external.json")
+
+
 def saved_watch(folder: Path) -> dict | None:
     """The last run of bench/watch.py (the watch mode's latency), as saved."""
     return _load(folder / "watch.json")
 
 
 def pair(results: dict, folder: Path, default_rows: int, big_rows: int) -> tuple[dict | None, dict | None]:
-    """(all-scenarios run, 10M full-load run): this run, and the latest saved run of the other kind."""
+    """(all-scenarios run, 10M full-load run): this run, and the latest saved run of the other kind (a run on an
+    external server is rendered in its own section: saved_external)."""
+    if results.get("server") == "external":
+        return saved(folder, default_rows, big_rows)
     if results["kind"] == "all":
         return results, _load(folder / f"full-{big_rows}.json")
     return _load(folder / f"all-{default_rows}.json"), results
@@ -219,16 +228,17 @@ def _big_targets(big: dict | None) -> list[tuple[str, str, str, str]]:
 
 # --- the document -------------------------------------------------------------------------------------------
 
-def render(run: dict | None, big: dict | None, watch: dict | None = None) -> str:
+def render(run: dict | None, big: dict | None, watch: dict | None = None, external: dict | None = None) -> str:
     targets = target_rows(run, big)
     verdicts = [v for *_, v in targets]
     passed, measured = verdicts.count(PASS), sum(v != NOT_MEASURED for v in verdicts)
-    latest = max((r for r in (run, big, watch) if r), key=lambda r: r["written_at"])
+    latest = max((r for r in (run, big, watch, external) if r), key=lambda r: r["written_at"])
     out = [
         "# Benchmarks",
         "",
         f"Written by `bench/run.py` (and `bench/watch.py`) on {_when(latest)}; do not edit by hand. Runs: "
-        + "; ".join(f"{r['command']} on {_when(r)}, loader git {r['machine']['commit']}" for r in (run, big) if r)
+        + "; ".join(f"{r['command']} on {_when(r)}, loader git {r['machine']['commit']}"
+                    for r in (run, big, external) if r)
         + ".",
         "",
         f"**Targets met: {passed} of {measured} measured**"
@@ -245,7 +255,27 @@ def render(run: dict | None, big: dict | None, watch: dict | None = None) -> str
         out += _big_section(big)
     if watch:
         out += _watch_section(watch)
+    if external:
+        out += _external_section(external)
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _external_section(e: dict) -> list[str]:
+    """The same scenarios on a PostgreSQL the loader did not start (TELEMETRY_DATABASE_URL), with its own
+    settings: the targets, against baselines from that run."""
+    machine = e["machine"]
+    return [
+        "## On an external PostgreSQL",
+        "",
+        f"{e['command']} on {_when(e)}, loader git {machine['commit']}: PostgreSQL {machine['postgres']}, a "
+        "server the loader did not start, reached through `TELEMETRY_DATABASE_URL`, with its own settings; every "
+        f"baseline from the same run on the same server. {e['rows']:,} rows, medians of {e['repeat']}.",
+        "",
+        "| target | figure | baseline (same run) | verdict |",
+        "|---|---|---|---|",
+        *(f"| {' | '.join(cells)} |" for cells in _run_targets(e)),
+        "",
+    ]
 
 
 def _watch_section(w: dict) -> list[str]:

