@@ -367,6 +367,16 @@ class Bench:
         self.results["sizes"][-1]["database_after_append"] = database_sizes(self.server.sql)["database"]
         log(f"append {m:,} rows: {proc.seconds:.2f} s (rows_read {data['rows_read']:,}, pruned {pruned})")
 
+    def dbt_costs(self) -> None:
+        """dbt's fixed costs in a new process (bench/dbt_costs.py), on the database the append just loaded."""
+        proc = run_process([sys.executable, "-m", "bench.dbt_costs", self.server.url, str(RETENTION_MONTHS)],
+                           self.env(), self.timeout)
+        expect(proc.returncode == 0, f"dbt costs: bench.dbt_costs failed\n{proc.describe()}")
+        data = last_json(proc, "dbt costs")
+        self.add("dbt_import", data["import_s"])
+        self.add("dbt_parse", data["parse_s"])
+        log(f"dbt's fixed costs: import {data['import_s']:.2f} s, parse {data['parse_s']:.2f} s")
+
     def append_empty(self, extra: DataFile) -> None:
         """The append baseline: the same rows as a file of their own, on an empty database."""
         self.fresh_database()
@@ -429,6 +439,7 @@ class Bench:
         self.startup()
         self.stats(main)
         self.append(main, extra, work)
+        self.dbt_costs()
         self.append_empty(extra)
         self.small(small)
         self.noop_day_change(main, work)

@@ -18,6 +18,7 @@ from loader.checkpoints import READ_DESCRIPTIONS, ReadPlan, plan_read, save_chec
 from loader.config import Settings
 from loader.contract import COST_BY_SESSION, LOAD_AUDIT, LoadStatus
 from loader.csv_header import Header, read_header
+from loader.idle_models import idle_models
 from loader.landing import copy_records
 from loader.outcomes import LoadResult, RejectReason, measure_outcomes, predict_outcomes
 from loader.pipeline import (
@@ -144,9 +145,12 @@ def ingest_csv(
             pruned = prune_calls(conn, cutoff if aged else None)
         if pruned.calls:
             progress(f"{pruned.calls:,} calls aged out of the retention window")
-        if new_loads or not models_current(conn):  # models_current: false after an upgrade, until dbt built it
-            progress("running dbt: llm_calls and the marts")
-            run_models(conn, url, cutoff, progress)
+        current = models_current(conn)  # false after an upgrade (or an edit of the models), until dbt built them
+        if new_loads or not current:
+            idle = _idle_marts(conn, new_loads, cutoff, pruned) if current else []
+            progress("running dbt: llm_calls and the marts"
+                     + (f" (the loads bring nothing to {', '.join(idle)})" if idle else ""))
+            run_models(conn, url, cutoff, progress, idle=idle)
             if new_loads:
                 with conn.transaction():
                     measure_outcomes(conn, new_loads, cutoff)
@@ -161,6 +165,13 @@ def ingest_csv(
         release_landed_rows(conn)  # every load is done: their landing and typed rows are no longer needed
     pruned.cutoff = cutoff
     return IngestSummary(loads, False, time.monotonic() - started, pruned, retention)
+
+
+def _idle_marts(conn: psycopg.Connection, loads: list[LoadResult], cutoff, pruned: PruneResult) -> list[str]:
+    """The marts this run need not build (loader.idle_models); cost_by_session is built when retention cut
+    sessions in two, whatever the loads bring."""
+    idle = idle_models(conn, [load.load_id for load in loads], sum(load.rows_read for load in loads), cutoff)
+    return [name for name in idle if not (pruned.spanning_sessions and name == COST_BY_SESSION.name)]
 
 
 def _load_files(conn: psycopg.Connection, headers: list[Header], progress: Progress) -> list[LoadResult]:

@@ -126,7 +126,8 @@ def recover_interrupted_loads(
         rebuild_marts(url, cutoff)
         with conn.transaction():
             measure_outcomes(conn, modelled, cutoff)
-    release_landed_rows(conn)
+    if pending or emptied or modelled:
+        release_landed_rows(conn)
 
 
 def _modelled_loads_without_rows(conn: psycopg.Connection) -> list[int]:
@@ -171,15 +172,18 @@ def _persistence(conn: psycopg.Connection, relation: Relation) -> str:
                         [str(relation)]).fetchone()[0]
 
 
-def run_models(conn: psycopg.Connection, url: str, cutoff: datetime | None, progress: Progress) -> None:
+def run_models(conn: psycopg.Connection, url: str, cutoff: datetime | None, progress: Progress, *,
+               idle: list[str] | None = None) -> None:
     """Build llm_calls and everything downstream of the typed rows with dbt.
 
     Views (the staging view among them) and the price seed are rebuilt only when their files changed or when they
     are missing: each dbt node costs time on every load, and a view whose SQL did not change is already what dbt
-    would create.
+    would create. ``idle``: marts the batch cannot change (loader.idle_models), left out of the run unless the
+    project changed since the last run (then everything is built).
     """
     fresh = {"staging_rules": staging_rules_digest(), "price_seed": price_seed_digest(), "views": _views_digest()}
     select, known = _selection(conn, url, "int_usage_rows_typed+", views_digest=fresh["views"])
+    exclude = ["--exclude", *idle] if idle and known else []
     if get_state(conn, "staging_rules") != fresh["staging_rules"] or not relation_exists(conn, STAGING_VIEW):
         select.append(STAGING_VIEW.name)
     if get_state(conn, "price_seed") != fresh["price_seed"] or not relation_exists(conn, PRICE_SEED):
@@ -187,7 +191,7 @@ def run_models(conn: psycopg.Connection, url: str, cutoff: datetime | None, prog
     all_loads = not relation_exists(conn, LLM_CALLS) and _loads_past_loaded(conn)
     dbt.invoke(
         url,
-        ["build", "--resource-type", "seed", "--resource-type", "model", "--select", *select],
+        ["build", "--resource-type", "seed", "--resource-type", "model", "--select", *select, *exclude],
         dbt_vars=dbt_vars(cutoff, all_loads=all_loads),
         on_node=lambda name, status: progress(f"  {name}: {status}"),
         write_json=not known,  # the manifest of the project as it is is there already

@@ -23,14 +23,26 @@
     $migration$
 {%- endmacro %}
 
-{% macro drop_index_on_load_and_time() -%}
-    {#- 0.2.0 indexed int_usage_rows_typed on (load_id, "timestamp") for retention, which read the typed rows of
-        every load; they now live only while their load is in flight, so the index is dropped, once. -#}
-    {%- set index = this.schema ~ '.' ~ this.identifier ~ '_load_time' -%}
+{% macro typed_rows_index() -%}
+    {#- The typed rows' one index: BRIN on load_id (rows arrive in load order, so it finds a load's rows at almost
+        no cost to the load that writes them). Earlier versions' btree indexes (0.2.0's unique (load_id,
+        record_number) and retention's (load_id, "timestamp")) cost more to keep up than they saved now that the
+        table holds only the loads in flight: they are dropped, once. -#}
+    {%- set relation = this.schema ~ '.' ~ this.identifier -%}
     do $migration$
+    declare
+        old regclass;
     begin
-        if to_regclass('{{ index }}') is not null then
-            drop index {{ index }};
+        for old in
+            select i.indexrelid::regclass from pg_index as i
+            join pg_class as c on c.oid = i.indexrelid
+            join pg_am as a on a.oid = c.relam
+            where i.indrelid = to_regclass('{{ relation }}') and a.amname <> 'brin'
+        loop
+            execute 'drop index ' || old;
+        end loop;
+        if to_regclass('{{ relation }}_load') is null then
+            create index {{ this.identifier }}_load on {{ relation }} using brin (load_id);
         end if;
     end
     $migration$

@@ -311,7 +311,10 @@ def assert_released(url: str) -> None:
             assert (persistence, size) == ("u", 0), relation
         assert conn.execute("select relkind from pg_class where oid = 'telemetry.rejected_rows'::regclass"
                             ).fetchone() == ("r",)
-        assert conn.execute("select to_regclass('telemetry.int_usage_rows_typed_load_time')").fetchone() == (None,)
+        for relation in ("telemetry_raw.usage_rows", "telemetry.int_usage_rows_typed"):  # one BRIN index each
+            assert [r[0] for r in conn.execute(
+                "select a.amname from pg_index as i join pg_class as c on c.oid = i.indexrelid "
+                "join pg_am as a on a.oid = c.relam where i.indrelid = %s::regclass", [relation])] == ["brin"]
 
 
 def unknown_costs(names: list[str], rows: list[tuple]) -> list[tuple]:

@@ -4,8 +4,7 @@
         incremental_strategy='append',
         on_schema_change='append_new_columns',
         unlogged=True,
-        indexes=[{'columns': ['load_id', 'record_number'], 'unique': true}],
-        post_hook=["{{ drop_index_on_load_and_time() }}"],
+        post_hook=["{{ typed_rows_index() }}"],
     )
 }}
 

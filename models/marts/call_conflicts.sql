@@ -20,7 +20,9 @@
 
 with
 
-batch as (
+{#- Not materialized: the counts below read only load_id, and only the loads that left rows out are read whole
+    (a materialized batch would copy every row of a full load first). -#}
+batch as not materialized (
 
     select * from {{ ref('int_usage_rows_typed') }}
     where rejection_reason is null
