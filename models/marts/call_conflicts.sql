@@ -21,7 +21,7 @@
 with
 
 {#- Not materialized: the counts below read only load_id, and only the loads that left rows out are read whole
-    (a materialized batch would copy every row of a full load first). -#}
+    (a materialized batch would copy every row of a full load first). #}
 batch as not materialized (
 
     select * from {{ ref('int_usage_rows_typed') }}
