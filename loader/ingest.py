@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -167,7 +168,8 @@ def ingest_csv(
     return IngestSummary(loads, False, time.monotonic() - started, pruned, retention)
 
 
-def _idle_marts(conn: psycopg.Connection, loads: list[LoadResult], cutoff, pruned: PruneResult) -> list[str]:
+def _idle_marts(conn: psycopg.Connection, loads: list[LoadResult], cutoff: datetime | None,
+                pruned: PruneResult) -> list[str]:
     """The marts this run need not build (loader.idle_models); cost_by_session is built when retention cut
     sessions in two, whatever the loads bring."""
     idle = idle_models(conn, [load.load_id for load in loads], sum(load.rows_read for load in loads), cutoff)
