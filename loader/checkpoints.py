@@ -49,19 +49,20 @@ READ_DESCRIPTIONS = {
     "no rows yet": "a header and no rows yet, nothing read",
 }
 
-_COLUMNS = ("head_bytes", "head_fingerprint", "bytes_read", "lines_read", "records_read", "clean_end", "file_size",
-            "mtime_ns", "ctime_ns", "file_id", "prefix_fingerprint")
+#: What a checkpoint holds, in order (the columns of telemetry_raw.file_checkpoints but its key and updated_at).
+CHECKPOINT_COLUMNS = ("head_bytes", "head_fingerprint", "bytes_read", "lines_read", "records_read", "clean_end",
+                      "file_size", "mtime_ns", "ctime_ns", "file_id", "prefix_fingerprint")
 _SELECT = sql.SQL("select {} from {} where source_file = %s").format(
-    sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)), FILE_CHECKPOINTS)
+    sql.SQL(", ").join(map(sql.Identifier, CHECKPOINT_COLUMNS)), FILE_CHECKPOINTS)
 _UPSERT = sql.SQL("""
     insert into {} as c (source_file, {}, updated_at)
     values (%s, {}, now())
     on conflict (source_file) do update set {}, updated_at = excluded.updated_at
 """).format(
     FILE_CHECKPOINTS,
-    sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)),
-    sql.SQL(", ").join(sql.Placeholder() * len(_COLUMNS)),
-    sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in _COLUMNS),
+    sql.SQL(", ").join(map(sql.Identifier, CHECKPOINT_COLUMNS)),
+    sql.SQL(", ").join(sql.Placeholder() * len(CHECKPOINT_COLUMNS)),
+    sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in CHECKPOINT_COLUMNS),
 )
 _REFRESH = sql.SQL(
     "update {} set file_size = %s, mtime_ns = %s, ctime_ns = %s, file_id = %s, prefix_fingerprint = %s, "
@@ -72,6 +73,37 @@ _REFRESH = sql.SQL(
 _LOADS_OF_FILE = sql.SQL(
     "select byte_offset, bytes, sha256 from {} where source_file = %s and status <> %s order by load_id desc"
 ).format(LOAD_AUDIT)
+
+
+class PostgresCheckpoints:
+    """The checkpoints of a database (telemetry_raw.file_checkpoints); moves in the caller's transaction.
+
+    ``plan_read`` and ``save_checkpoint`` take this or any object with the same four methods (the Spark engine
+    keeps its checkpoints in its load events, loader.spark_ingest)."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    def checkpoint(self, source_file: str) -> tuple | None:
+        """The stored row, in the order of CHECKPOINTCHECKPOINT_COLUMNS, or None."""
+        return self.conn.execute(_SELECT, [source_file]).fetchone()
+
+    def refresh(self, source_file: str, status_values: list[object], prefix_fingerprint: str) -> None:
+        """The same bytes with a new stat: the checkpoint takes the stat."""
+        self.conn.execute(_REFRESH, [*status_values, prefix_fingerprint, source_file])
+
+    def loads_of_file(self, source_file: str) -> list[tuple[int, int, str]]:
+        """(byte_offset, bytes, sha256) of the file's loads, newest first (for 0.1.0's checkpoints)."""
+        return self.conn.execute(_LOADS_OF_FILE, [source_file, LoadStatus.ABORTED.value]).fetchall()
+
+    def save(self, source_file: str, values: list[object]) -> None:
+        self.conn.execute(_UPSERT, [source_file, *values])
+
+
+def _store(conn_or_store):
+    return PostgresCheckpoints(conn_or_store) if isinstance(conn_or_store, psycopg.Connection) else conn_or_store
+
+
 
 
 @dataclass
@@ -182,8 +214,9 @@ def _fingerprint(handle: BinaryIO, length: int) -> Fingerprint:
     return Fingerprint(digest, length - left)
 
 
-def plan_read(conn: psycopg.Connection, header: Header) -> ReadPlan:
+def plan_read(conn: psycopg.Connection | PostgresCheckpoints, header: Header) -> ReadPlan:
     """What to read of a file now: nothing, the bytes appended since its checkpoint, or all of it."""
+    conn = _store(conn)
     taken_ns = time.time_ns()
     handle, status = open_regular(header.path)
     with handle:
@@ -195,10 +228,10 @@ def plan_read(conn: psycopg.Connection, header: Header) -> ReadPlan:
             raise TelemetryError(f"{header.path}: cannot read the file: {exc.strerror or exc}") from None
 
 
-def _plan(conn: psycopg.Connection, header: Header, handle: BinaryIO, status: os.stat_result, taken_ns: int
+def _plan(conn: PostgresCheckpoints, header: Header, handle: BinaryIO, status: os.stat_result, taken_ns: int
           ) -> ReadPlan:
     path = header.path
-    row = conn.execute(_SELECT, [str(path.resolve())]).fetchone()
+    row = conn.checkpoint(str(path.resolve()))
     if row is None:
         return _plan_full(handle, header, status, "new file")
     checkpoint = _Checkpoint(*row)
@@ -216,8 +249,7 @@ def _plan(conn: psycopg.Connection, header: Header, handle: BinaryIO, status: os
     if scan.end == checkpoint.bytes_read:
         # The same bytes with a new stat (touched, or a writer's unfinished line grew): nothing to read, and the
         # checkpoint takes the new stat so that the next run is cheap again.
-        conn.execute(_REFRESH, [*_status_values(status, taken_ns), fingerprint.digest.hexdigest(),
-                                str(path.resolve())])
+        conn.refresh(str(path.resolve()), _status_values(status, taken_ns), fingerprint.digest.hexdigest())
         return _plan_rest(path, checkpoint.bytes_read, position, "unchanged", scan, status, None, None)
     return _plan_rest(path, checkpoint.bytes_read, position, "grown", scan, status, fingerprint,
                       _head(handle, scan.end))
@@ -247,7 +279,7 @@ def _plan_rest(path: Path, start: int, position: ReadPosition, reason: str, scan
     )
 
 
-def _verify_prefix(conn: psycopg.Connection, handle: BinaryIO, path: Path, checkpoint: _Checkpoint
+def _verify_prefix(conn: PostgresCheckpoints, handle: BinaryIO, path: Path, checkpoint: _Checkpoint
                    ) -> Fingerprint | None:
     """SHA-256 of [0, bytes_read) when those are still the bytes the checkpoint covers, else None.
 
@@ -286,11 +318,12 @@ def _verify_prefix(conn: psycopg.Connection, handle: BinaryIO, path: Path, check
     return Fingerprint(whole, offset) if same else None
 
 
-def _loads_covering(conn: psycopg.Connection, path: Path, checkpoint: _Checkpoint) -> list[tuple[int, int, str]] | None:
+def _loads_covering(conn: PostgresCheckpoints, path: Path, checkpoint: _Checkpoint
+                    ) -> list[tuple[int, int, str]] | None:
     """The loads whose bytes lead, back to back, from the head to bytes_read: [(start, end, sha256)], or None."""
     need = checkpoint.bytes_read
     chain: list[tuple[int, int, str]] = []
-    for offset, length, digest in conn.execute(_LOADS_OF_FILE, [str(path.resolve()), LoadStatus.ABORTED.value]):
+    for offset, length, digest in conn.loads_of_file(str(path.resolve())):
         if need <= checkpoint.head_bytes:
             break
         if length <= 0 or offset + length != need:
@@ -300,7 +333,8 @@ def _loads_covering(conn: psycopg.Connection, path: Path, checkpoint: _Checkpoin
     return chain if need <= checkpoint.head_bytes else None
 
 
-def save_checkpoint(conn: psycopg.Connection, plan: ReadPlan, position: ReadPosition, clean_end: bool) -> None:
+def save_checkpoint(conn: psycopg.Connection | PostgresCheckpoints, plan: ReadPlan, position: ReadPosition,
+                    clean_end: bool) -> None:
     """Record how far the file was read; in the transaction of the rows read."""
     status, taken_ns = (plan.status, plan.status_time_ns) if plan.status else (os.stat(plan.path), time.time_ns())
     head = plan.head
@@ -310,7 +344,7 @@ def save_checkpoint(conn: psycopg.Connection, plan: ReadPlan, position: ReadPosi
             head = _head(handle, plan.end)
     fingerprint = plan.fingerprint
     complete = clean_end and fingerprint is not None and fingerprint.length == plan.end
-    conn.execute(_UPSERT, [
-        str(plan.path.resolve()), head[0], head[1], plan.end, position.lines, position.records, clean_end,
+    _store(conn).save(str(plan.path.resolve()), [
+        head[0], head[1], plan.end, position.lines, position.records, clean_end,
         *_status_values(status, taken_ns), fingerprint.digest.hexdigest() if complete else None,
     ])

@@ -118,11 +118,24 @@ def _print_summary(summary, as_json: bool) -> None:
 
 
 def cmd_ingest_csv(args: argparse.Namespace) -> int:
+    from loader.config import Settings
     from loader.ingest import ingest_csv
 
     if args.path is not None and not args.path.strip():
         raise TelemetryError("the PATH argument is empty; pass a CSV file, a directory or a glob, or leave it out "
                              "to read $TELEMETRY_CSV_PATH (default .telemetry/usage.csv)")
+    settings = Settings.from_env()
+    if settings.engine == "spark":
+        from loader.spark_ingest import ingest_csv_spark
+
+        for flag, given in (("--watch", args.watch), ("--dry-run", args.dry_run)):
+            if given:
+                raise TelemetryError(f"{flag} is not available with TELEMETRY_ENGINE=spark (see README, "
+                                     "\"Running on Spark\"); run without it")
+        summary = ingest_csv_spark(Path(args.path) if args.path is not None else None, settings,
+                                   progress=_progress_printer(not args.quiet))
+        _print_summary(summary, args.json)
+        return EXIT_OK
     if args.watch:
         return _watch_csv(args)
     summary = ingest_csv(
@@ -278,8 +291,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from loader.database import resolve_url
     from loader.stats import collect_stats, render_stats
 
-    with connect(resolve_url(Settings.from_env())) as conn:
-        stats = collect_stats(conn, since=args.since, until=args.until, phase=args.phase, model=args.model)
+    settings = Settings.from_env()
+    if settings.engine == "spark":
+        from loader.spark_session import locked_warehouse
+        from loader.spark_stats import collect_stats_spark
+
+        with locked_warehouse(settings, _progress_printer(not args.json)) as spark:
+            stats = collect_stats_spark(spark, since=args.since, until=args.until, phase=args.phase,
+                                        model=args.model)
+    else:
+        with connect(resolve_url(settings)) as conn:
+            stats = collect_stats(conn, since=args.since, until=args.until, phase=args.phase, model=args.model)
     if args.json:
         print(json.dumps(stats, default=_jsonable))
     else:
@@ -426,10 +448,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_engine(args: argparse.Namespace, argv: list[str]) -> None:
+    """On Spark only ingest csv, stats and prices update work; the others say so in one line."""
+    if os.environ.get("TELEMETRY_ENGINE", "").strip().lower() != "spark":
+        return
+    if args.func not in (cmd_ingest_csv, cmd_stats, cmd_prices_update):
+        name = " ".join(a for a in argv[:2] if not a.startswith("-")) or "this command"
+        raise TelemetryError(f"`telemetry {name}` works on PostgreSQL only, not with TELEMETRY_ENGINE=spark (see "
+                             "README, \"Running on Spark\"); unset TELEMETRY_ENGINE to use it")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_engine(args, sys.argv[1:] if argv is None else argv)
         return args.func(args)
     except TelemetryError as exc:  # the user's to fix (exit 2) or ours to fix (exit 1): one line either way
         _err(f"error: {exc.message}")

@@ -21,6 +21,9 @@ PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 TELEMETRY_DIR_NAME = ".telemetry"
 DEFAULT_CSV_PATH = Path(TELEMETRY_DIR_NAME) / "usage.csv"
 DEFAULT_PGDATA = Path(TELEMETRY_DIR_NAME) / "pgdata"
+DEFAULT_SPARK_WAREHOUSE = Path(TELEMETRY_DIR_NAME) / "spark"
+#: TELEMETRY_ENGINE: where the tables live and dbt builds them.
+ENGINES = ("postgres", "spark")
 DEFAULT_RETENTION_MONTHS = 6
 #: 100 years. Larger windows are surely typos (and dates before year 1 cannot be computed); 0 keeps everything.
 MAX_RETENTION_MONTHS = 1200
@@ -98,6 +101,11 @@ class Settings:
     csv_path: Path
     #: TELEMETRY_RETENTION_MONTHS; None when unset. It sets the window of a new database only (loader.retention).
     retention_months: int | None
+    #: TELEMETRY_ENGINE (postgres or spark); with spark, TELEMETRY_SPARK_MASTER names the cluster (default: Spark
+    #: inside this process, local[2]) and TELEMETRY_SPARK_WAREHOUSE the folder of its tables.
+    engine: str = "postgres"
+    spark_master: str = "local[2]"
+    spark_warehouse: Path = DEFAULT_SPARK_WAREHOUSE
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, cwd: Path | None = None) -> Settings:
@@ -109,13 +117,22 @@ class Settings:
         cwd = (cwd or current_directory()).absolute()
         pgdata = _path_setting(env, "TELEMETRY_PGDATA", cwd)
         csv_path = _path_setting(env, "TELEMETRY_CSV_PATH", cwd)
-        if pgdata is None or csv_path is None:
+        warehouse = _path_setting(env, "TELEMETRY_SPARK_WAREHOUSE", cwd)
+        if pgdata is None or csv_path is None or warehouse is None:
             telemetry_dir = find_telemetry_dir(cwd)
             pgdata = pgdata or telemetry_dir / DEFAULT_PGDATA.name
             csv_path = csv_path or telemetry_dir / DEFAULT_CSV_PATH.name
+            warehouse = warehouse or telemetry_dir / DEFAULT_SPARK_WAREHOUSE.name
+        engine = (_setting(env, "TELEMETRY_ENGINE") or "postgres").lower()
+        if engine not in ENGINES:
+            raise TelemetryError(f"TELEMETRY_ENGINE={_shown(engine)} is not an engine; set it to postgres (the "
+                                 "default) or spark")
         return cls(
             database_url=_setting(env, "TELEMETRY_DATABASE_URL"),
             pgdata=pgdata,
             csv_path=csv_path,
             retention_months=months,
+            engine=engine,
+            spark_master=_setting(env, "TELEMETRY_SPARK_MASTER") or "local[2]",
+            spark_warehouse=warehouse,
         )

@@ -49,6 +49,34 @@ def invoke(
     on_node: Callable[[str, str], None] | None = None,
     write_json: bool = True,
 ):
+    """Run one dbt command against the PostgreSQL database at ``url``; see ``_invoke``."""
+    return _invoke(_profile_env(url), target_path(url), args, dbt_vars=dbt_vars, on_node=on_node,
+                   write_json=write_json)
+
+
+def invoke_spark(
+    profile_env: dict[str, str],
+    args: Sequence[str],
+    *,
+    dbt_vars: dict[str, object] | None = None,
+    on_node: Callable[[str, str], None] | None = None,
+):
+    """Run one dbt command on the profile's spark target (TELEMETRY_ENGINE=spark), in the Spark session the
+    loader started in this process (loader.spark_session)."""
+    key = profile_env["TELEMETRY_SPARK_WAREHOUSE"]
+    path = str(PROJECT_DIR / "target" / ("spark-" + hashlib.sha1(key.encode()).hexdigest()[:12]))
+    return _invoke(profile_env, path, [*args, "--target", "spark"], dbt_vars=dbt_vars, on_node=on_node)
+
+
+def _invoke(
+    profile_env: dict[str, str],
+    target: str,
+    args: Sequence[str],
+    *,
+    dbt_vars: dict[str, object] | None = None,
+    on_node: Callable[[str, str], None] | None = None,
+    write_json: bool = True,
+):
     """Run one dbt command (e.g. ``["run", "--select", "llm_calls+"]``) and return dbt's result object.
 
     ``on_node(name, status)`` is called as each model, seed or test finishes (for progress output). Without
@@ -72,7 +100,7 @@ def invoke(
         *args,
         "--project-dir", str(PROJECT_DIR),
         "--profiles-dir", str(PROFILES_DIR),
-        "--target-path", target_path(url),
+        "--target-path", target,
         "--log-path", str(PROJECT_DIR / "logs"),
         "--quiet",
         "--log-level", "none",  # dbt's messages reach the user through DbtError; logs/dbt.log keeps them all
@@ -85,8 +113,8 @@ def invoke(
     if not write_json:
         full_args.append("--no-write-json")
     with _LOCK:
-        saved = {k: os.environ.get(k) for k in _profile_env(url)}
-        os.environ.update(_profile_env(url))
+        saved = {k: os.environ.get(k) for k in profile_env}
+        os.environ.update(profile_env)
         try:
             result = dbtRunner(callbacks=callbacks).invoke(full_args)
         finally:

@@ -53,21 +53,21 @@ def copy_records(
         records, lines = plan.position.records, plan.position.lines
         try:
             with conn.transaction():
-                fingerprint = _fingerprint_from_start(plan)
+                fingerprint = fingerprint_from_start(plan)
                 stream, clean_end = _copy_bulk(conn, header, plan, load_id, progress, fingerprint)
-                return stream, _finish(plan, stream, fingerprint, clean_end)
+                return stream, finish_read(plan, stream, fingerprint, clean_end)
         except (_NeedsCarefulPath, psycopg.errors.DataError, psycopg.errors.QueryCanceled):
             plan.position.records, plan.position.lines = records, lines
-    fingerprint = _fingerprint_from_start(plan)
+    fingerprint = fingerprint_from_start(plan)
     stream, clean_end = _copy_careful(conn, header, plan, load_id, progress, fingerprint)
-    return stream, _finish(plan, stream, fingerprint, clean_end)
+    return stream, finish_read(plan, stream, fingerprint, clean_end)
 
 
-def _fingerprint_from_start(plan: ReadPlan) -> Fingerprint | None:
+def fingerprint_from_start(plan: ReadPlan) -> Fingerprint | None:
     return plan.fingerprint.copy() if plan.fingerprint is not None and plan.fingerprint.length == plan.start else None
 
 
-def _finish(plan: ReadPlan, stream: HashingReader, fingerprint: Fingerprint | None, clean_end: bool) -> bool:
+def finish_read(plan: ReadPlan, stream: HashingReader, fingerprint: Fingerprint | None, clean_end: bool) -> bool:
     """Whether the read ended cleanly; the plan's fingerprint then covers [0, end), ready for the checkpoint."""
     complete = stream.bytes_read == plan.end - plan.start  # else the file shrank while it was read
     if complete and fingerprint is not None:

@@ -4,15 +4,21 @@
         midnight, as when dbt is run by hand, leaves part of that day). The days before the cutoff are deleted,
         not recomputed: by each model's post-hook, and by the loader's pruning (loader/retention.py). -#}
     (
-        select distinct ("timestamp" at time zone 'UTC')::date as call_date
+        select distinct {{ utc_date('timestamp') }} as call_date
         from {{ ref('llm_calls') }}
         where load_id in {{ loads_in_status('modelled') }}
         union
-        select ({{ retention_cutoff() }} at time zone 'UTC')::date
+        select {{ utc_date(retention_cutoff()) }}
     )
 {%- endmacro %}
 
 {% macro before_cutoff_day() -%}
-    {#- The post-hook of a model incremental by day: delete the days that lie wholly before the retention cutoff. -#}
-    delete from {{ this }} where call_date < ({{ retention_cutoff() }} at time zone 'UTC')::date
+    {#- The post-hook of a model incremental by day: delete the days that lie wholly before the retention cutoff
+        (nothing on Spark, where these marts are tables rebuilt from llm_calls: derived_materialization()). -#}
+    {{ adapter.dispatch('before_cutoff_day', 'llm_telemetry')() }}
+{%- endmacro %}
+{% macro default__before_cutoff_day() -%}
+    delete from {{ this }} where call_date < {{ utc_date(retention_cutoff()) }}
+{%- endmacro %}
+{% macro spark__before_cutoff_day() -%}
 {%- endmacro %}

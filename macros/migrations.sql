@@ -1,8 +1,13 @@
 {#- One-time changes to tables an earlier version built, run as pre-hooks of the model that owns the table, so
     that an upgraded database is migrated in place on the first run and a new one pays nothing. Each is a DO
-    block that checks whether its change is still to be made. -#}
+    block that checks whether its change is still to be made. PostgreSQL only (postgres__), as are the indexes:
+    the releases that built such tables ran on PostgreSQL, and Spark's parquet tables have no indexes. -#}
 
 {% macro add_session_id_derived() -%}
+    {{ adapter.dispatch('add_session_id_derived', 'llm_telemetry')() }}
+{%- endmacro %}
+{% macro default__add_session_id_derived() -%} {%- endmacro %}
+{% macro postgres__add_session_id_derived() -%}
     {#- llm_calls.session_id_derived (new in 0.2.0): whether session_id was derived from the call's values because
         the CSV gave none. For the calls 0.1.0 stored, it is read from their landing row (load_id and line
         number), by 0.1.0's rule: a session_id empty after trimming spaces. -#}
@@ -24,6 +29,10 @@
 {%- endmacro %}
 
 {% macro typed_rows_index() -%}
+    {{ adapter.dispatch('typed_rows_index', 'llm_telemetry')() }}
+{%- endmacro %}
+{% macro default__typed_rows_index() -%} {%- endmacro %}
+{% macro postgres__typed_rows_index() -%}
     {#- The typed rows' one index: BRIN on load_id (rows arrive in load order, so it finds a load's rows at almost
         no cost to the load that writes them). Earlier versions' btree indexes (0.2.0's unique (load_id,
         record_number) and retention's (load_id, "timestamp")) cost more to keep up than they saved now that the
@@ -49,6 +58,10 @@
 {%- endmacro %}
 
 {% macro own_index(suffix, columns, replaces=none) -%}
+    {{ adapter.dispatch('own_index', 'llm_telemetry')(suffix, columns, replaces) }}
+{%- endmacro %}
+{% macro default__own_index(suffix, columns, replaces=none) -%} {%- endmacro %}
+{% macro postgres__own_index(suffix, columns, replaces=none) -%}
     {#- An index <table>_<suffix> on `columns`, created once by a post-hook (dbt's own index config applies only
         when dbt creates the table, not to a table an earlier version built). On a full refresh dbt renames the old
         table to a backup that still holds the index's name until it is dropped at the end of the run: that index
@@ -83,6 +96,10 @@
 {%- endmacro %}
 
 {% macro null_unpriced_costs() -%}
+    {{ adapter.dispatch('null_unpriced_costs', 'llm_telemetry')() }}
+{%- endmacro %}
+{% macro default__null_unpriced_costs() -%} {%- endmacro %}
+{% macro postgres__null_unpriced_costs() -%}
     {#- Up to 0.2.0 a group of calls that were all unpriced summed to an estimated_cost_usd of 0; it is NULL now
         (unknown, not free). Rewrites the stored rows of a mart that holds call_measures() once: the column's
         comment records that it was done, so that later runs read only the catalog. -#}

@@ -5,7 +5,10 @@
         then ASCII blanks, ':', '#' or '-', then ASCII digits ([0-9], never \d, which an ICU collation widens to
         every script). The pattern is fixed and the notes are only ever its subject, so no text can make it fail;
         the result is given back in the database's default collation. -#}
-    (case when strpos(lower({{ notes }} collate "C"), 'phase') > 0
-        then substring({{ notes }} collate "C" from '(?i)\mphase\s*[:#-]?\s*([0-9]+(?:\.[0-9]+)*)') collate "default"
+    {#- 'phase' must start a word: what precedes it is the start or a character that is not an ASCII letter, digit
+        or _ (PostgreSQL's \m, spelled so that Java's regexes, Spark's, read it the same). -#}
+    (case when {{ text_position('lower(' ~ bytewise(notes) ~ ')', "'phase'") }} > 0
+        then {{ in_default_collation(regex_first_group(bytewise(notes),
+                                                       '(?i)(?:^|[^a-zA-Z0-9_])phase\\s*[:#-]?\\s*([0-9]+(?:\\.[0-9]+)*)')) }}
     end)
 {%- endmacro %}

@@ -3,22 +3,23 @@
 {% macro compact_date_pattern() -%}
     {#- A compact date suffix such as -20251211 (a real calendar date of 2000-2099), followed by -, : or the end:
         the same rule as genai-prices' _normalize_compact_dated_ref, which tests/test_contract.py checks this
-        against. The leading lookahead does the calendar check (PostgreSQL lookaheads never capture). -#}
-    '-(?=(?:20\d\d(?:(?:0[13578]|1[02])(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)(?:0[1-9]|[12]\d|30)|02(?:0[1-9]|1\d|2[0-8]))|20(?:[02468][048]|[13579][26])0229)(?:-|:|$))(20\d\d)(\d\d)(\d\d)'
+        against. The leading lookahead does the calendar check (lookaheads never capture). The regex, as text:
+        sql_string() makes it a literal of the engine's dialect. -#}
+    {{- return('-(?=(?:20\\d\\d(?:(?:0[13578]|1[02])(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)(?:0[1-9]|[12]\\d|30)|02(?:0[1-9]|1\\d|2[0-8]))|20(?:[02468][048]|[13579][26])0229)(?:-|:|$))(20\\d\\d)(\\d\\d)(\\d\\d)') -}}
 {%- endmacro %}
 
 {% macro compact_dates_rewritten(name) -%}
     {#- The name with every compact date suffix rewritten: -20251211 -> -2025-12-11. -#}
-    regexp_replace({{ name }}, {{ compact_date_pattern() }}, '-\1-\2-\3', 'g')
+    {{ regex_replace_all(name, compact_date_pattern(), '-\\1-\\2-\\3') }}
 {%- endmacro %}
 
 {% macro price_rule_matches(name, match_type, match_value) -%}
     (case {{ match_type }}
         when 'equals' then {{ name }} = {{ match_value }}
-        when 'starts_with' then starts_with({{ name }}, {{ match_value }})
+        when 'starts_with' then left({{ name }}, length({{ match_value }})) = {{ match_value }}
         when 'ends_with' then right({{ name }}, length({{ match_value }})) = {{ match_value }}
-        when 'contains' then strpos({{ name }}, {{ match_value }}) > 0
-        when 'regex' then {{ name }} ~ {{ match_value }}
+        when 'contains' then {{ text_position(name, match_value) }} > 0
+        when 'regex' then {{ regex_matches(name, match_value) }}
     end)
 {%- endmacro %}
 
@@ -43,40 +44,49 @@
                 p.provider_id as prefix_provider,
                 case
                     when p.provider_id is not null then substr(lower(m.model), length(p.provider_id) + 2)
-                    else regexp_replace(lower(m.model), '^.*/', '')
+                    else {{ regex_replace_all('lower(m.model)', '^.*/', '') }}
                 end as name
             from (select distinct model from {{ models_relation }}) as m
             left join providers as p
-                on strpos(m.model, '/') > 0 and p.provider_id = split_part(lower(m.model), '/', 1)
+                on {{ text_position('m.model', "'/'") }} > 0 and p.provider_id = split_part(lower(m.model), '/', 1)
+        ),
+        {#- The first provider (provider_order) whose provider_match fits each name without a known prefix. -#}
+        matched_providers as (
+            select n.name, p.provider_id, p.provider_order
+            from (select distinct name from names where prefix_provider is null) as n
+            join providers as p on {{ regex_matches('n.name', 'p.provider_match') }}
+        ),
+        first_providers as (
+            {{ first_per_key('matched_providers', ['name'], ['provider_order']) }}
         ),
         chosen as (
             select
                 n.model,
                 n.name,
                 {{ compact_dates_rewritten('n.name') }} as dated_name,
-                coalesce(n.prefix_provider, (
-                    select p.provider_id from providers as p
-                    where n.name ~ p.provider_match
-                    order by p.provider_order
-                    limit 1
-                )) as provider_id
+                coalesce(n.prefix_provider, f.provider_id) as provider_id
             from names as n
+            left join first_providers as f on f.name = n.name and n.prefix_provider is null
         ),
-        matches as (
-            select distinct on (c.model)
+        passes as (
+            select
                 c.model,
                 r.provider_id,
-                r.match_order
-            from chosen as c
-            join {{ ref('model_prices') }} as r on r.provider_id = c.provider_id
-            cross join lateral (
-                select case
+                r.match_order,
+                case
                     when {{ price_rule_matches('c.name', 'r.match_type', 'r.match_value') }} then 1
                     when {{ price_rule_matches('c.dated_name', 'r.match_type', 'r.match_value') }} then 2
                 end as pass
-            ) as m
-            where m.pass is not null
-            order by c.model, m.pass, r.match_order
+            from chosen as c
+            join {{ ref('model_prices') }} as r on r.provider_id = c.provider_id
+        ),
+        matching as (
+            select model, provider_id, match_order, pass from passes where pass is not null
+        ),
+        matches as (
+            select model, provider_id, match_order from (
+                {{ first_per_key('matching', ['model'], ['pass', 'match_order']) }}
+            ) as first_matches
         )
         select * from matches
     )
@@ -90,7 +100,7 @@
 {%- endmacro %}
 
 {% macro priced_calls(calls) -%}
-    {#- Every column of `calls` (a relation or CTE with model, "timestamp" and the token counts), plus the price
+    {#- Every column of `calls` (a relation or CTE with model, timestamp and the token counts), plus the price
         chosen for it (price_provider_id, price_model_id) and computed_cost_usd, NULL for an unpriced model: the
         seed rule chosen as genai-prices chooses (price_rules_for_models), the period in effect at the call's
         timestamp, long-context tiers and off-peak windows. Cached tokens are taken out of the input tokens only
@@ -118,11 +128,11 @@
     left join {{ ref('model_prices') }} as p
         on p.provider_id = r.provider_id
         and p.match_order = r.match_order
-        and (p.valid_from is null or c."timestamp" >= p.valid_from)
-        and (p.valid_to is null or c."timestamp" < p.valid_to)
+        and (p.valid_from is null or c.timestamp >= p.valid_from)
+        and (p.valid_to is null or c.timestamp < p.valid_to)
         and (p.daily_from is null or (
-            (c."timestamp" at time zone 'UTC')::time >= p.daily_from
-            and (c."timestamp" at time zone 'UTC')::time < p.daily_to
+            {{ utc_time_of_day('c.timestamp') }} >= p.daily_from
+            and {{ utc_time_of_day('c.timestamp') }} < p.daily_to
         ))
 {%- endmacro %}
 
@@ -134,7 +144,7 @@
     {%- set calls = ref('llm_calls') -%}
     {%- set statement -%}
         with stored as (
-            select "timestamp", session_id, prompt_name, model, input_tokens, output_tokens,
+            select timestamp, session_id, prompt_name, model, input_tokens, output_tokens,
                 cache_read_tokens, cache_write_tokens, reported_cost_usd
             from {{ calls }}
         ),
@@ -148,7 +158,7 @@
             price_provider_id = p.price_provider_id,
             price_model_id = p.price_model_id
         from priced as p
-        where t."timestamp" = p."timestamp"
+        where t.timestamp = p.timestamp
             and md5(t.session_id) = md5(p.session_id) and md5(t.prompt_name) = md5(p.prompt_name)
             and t.session_id = p.session_id and t.prompt_name = p.prompt_name
             and (t.estimated_cost_usd, t.cost_source, t.price_provider_id, t.price_model_id) is distinct from

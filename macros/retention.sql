@@ -2,8 +2,8 @@
     {#- Calls before this instant are expired. The loader passes var('retention_cutoff') so that its counts
         and dbt use the very same instant; run by hand, dbt uses now() minus var('retention_months'). -#}
     {%- if var('retention_cutoff', none) -%}
-        '{{ var("retention_cutoff") }}'::timestamptz
+        {{ timestamp_literal(var("retention_cutoff")) }}
     {%- else -%}
-        (now() - interval '{{ var("retention_months", 6) | int }} months')
+        {{ months_ago(var("retention_months", 6)) }}
     {%- endif -%}
 {%- endmacro %}

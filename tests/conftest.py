@@ -121,6 +121,14 @@ def database_url(request) -> Iterator[str]:
     _POOL.give_back(admin, url)
 
 
+@pytest.fixture(scope="module")
+def module_database_url(embedded_admin_url: str) -> Iterator[str]:
+    """URL of an empty database on the embedded server, for the tests of one module together."""
+    url = _POOL.take(embedded_admin_url)
+    yield url
+    _POOL.give_back(embedded_admin_url, url)
+
+
 @pytest.fixture
 def telemetry(database_url: str, tmp_path: Path) -> Telemetry:
     return Telemetry(url=database_url, tmp_path=tmp_path)

@@ -12,7 +12,7 @@ batch as (
 
     select * from {{ ref('int_usage_rows_typed') }}
     where rejection_reason is null
-        and "timestamp" >= {{ retention_cutoff() }}
+        and timestamp >= {{ retention_cutoff() }}
     {%- if not var('all_loads', false) %}
         and load_id in {{ loads_in_status('loaded') }}
     {%- endif %}
@@ -21,9 +21,7 @@ batch as (
 
 deduplicated as (
 
-    select distinct on ("timestamp", session_id, prompt_name) *
-    from batch
-    order by "timestamp", session_id, prompt_name, load_id, record_number
+    {{ first_per_key('batch', ['timestamp', 'session_id', 'prompt_name'], ['load_id', 'record_number']) }}
 
 ),
 

@@ -20,7 +20,7 @@ select
     line_number,
     loaded_at,
     rejection_reason,
-    "timestamp",
+    timestamp,
     phase,
     prompt_name,
     model,

@@ -1,7 +1,7 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy=by_load_strategy(),
         unique_key='load_id',
         full_refresh=false,
         indexes=[{'columns': ['load_id']}],
@@ -22,13 +22,14 @@ with
 
 {#- Not materialized: the counts below read only load_id, and only the loads that left rows out are read whole
     (a materialized batch would copy every row of a full load first). #}
-batch as not materialized (
+batch as {{ not_materialized() }} (
 
     select * from {{ ref('int_usage_rows_typed') }}
     where rejection_reason is null
-        and "timestamp" >= {{ retention_cutoff() }}
+        and timestamp >= {{ retention_cutoff() }}
     {% if is_incremental() %}
         and load_id in {{ loads_in_status('modelled') }}
+        {{ only_loads_not_in_this('load_id') }}
     {% endif %}
 
 ),
@@ -75,7 +76,7 @@ select
     b.load_id,
     a.source_file,
     b.line_number,
-    b."timestamp",
+    b.timestamp,
     b.session_id,
     b.prompt_name,
     s.load_id as stored_load_id,
@@ -88,7 +89,7 @@ select
     b.loaded_at
 from not_inserted as b
 join stored as s
-    on s."timestamp" = b."timestamp"
+    on s.timestamp = b.timestamp
     and md5(s.session_id) = md5(b.session_id)
     and md5(s.prompt_name) = md5(b.prompt_name)
     and s.session_id = b.session_id

@@ -1,12 +1,12 @@
 {{
     config(
-        materialized='incremental',
+        materialized=derived_materialization(),
         incremental_strategy='delete+insert',
         unique_key='session_id',
         indexes=[{'columns': ['session_id'], 'type': 'hash'}, {'columns': ['first_call_at']}],
         pre_hook=["{{ null_unpriced_costs() }}"],
         post_hook=[
-            "delete from {{ this }} where first_call_at < {{ retention_cutoff() }}",
+            "{{ delete_before_cutoff('first_call_at') }}",
             "{{ cost_order_index() }}",
         ],
     )
@@ -24,7 +24,7 @@ with
 {% if is_incremental() %}
 new_calls as (
 
-    select session_id, min("timestamp") as since
+    select session_id, min(timestamp) as since
     from {{ ref('llm_calls') }}
     where load_id in {{ loads_in_status('modelled') }}
         and session_id_derived is not true
@@ -56,17 +56,17 @@ expiring as (
 
 calls as (
 
-    {#- Read from llm_calls by time ranges (its key index leads with "timestamp"), so that a run costs what the
+    {#- Read from llm_calls by time ranges (its key index leads with timestamp), so that a run costs what the
         load brings and what ages out, not what is stored. #}
     {% if is_incremental() %}
     select * from {{ ref('llm_calls') }}
     where session_id in (select session_id from touched)
-        and "timestamp" >= (select min(since) from touched)
+        and timestamp >= (select min(since) from touched)
     union all
     select * from {{ ref('llm_calls') }}
     where session_id in (select session_id from expiring)
-        and "timestamp" >= {{ retention_cutoff() }}
-        and "timestamp" <= (select max(last_call_at) from expiring)
+        and timestamp >= {{ retention_cutoff() }}
+        and timestamp <= (select max(last_call_at) from expiring)
     {% else %}
     select * from {{ ref('llm_calls') }}
     where session_id_derived is not true
@@ -77,12 +77,12 @@ calls as (
 select
     {#- Grouped under the "C" collation: a million distinct session ids sort by bytes much faster than by
         language rules, and equality is the same. #}
-    session_id collate "C" as session_id,
-    min("timestamp") as first_call_at,
-    max("timestamp") as last_call_at,
+    {{ bytewise('session_id') }} as session_id,
+    min(timestamp) as first_call_at,
+    max(timestamp) as last_call_at,
     {{ call_measures() }},
-    array_agg(distinct model order by model) as models,
-    array_agg(distinct coalesce(phase, '(none)') order by coalesce(phase, '(none)')) as phases,
-    array_agg(distinct prompt_name order by prompt_name) as prompt_names
+    {{ sorted_distinct('model') }} as models,
+    {{ sorted_distinct("coalesce(phase, '(none)')") }} as phases,
+    {{ sorted_distinct('prompt_name') }} as prompt_names
 from calls
 group by 1

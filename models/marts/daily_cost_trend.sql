@@ -17,8 +17,8 @@ calendar as (
 
     {#- Every day from the first call to the last, so that quiet days show as zeros, not gaps (a day whose calls
         are all unpriced keeps its NULL cost: unknown, not zero). -#}
-    select generate_series(min(call_date), max(call_date), interval '1 day')::date as call_date
-    from daily
+    select {{ calendar_days('first_day', 'last_day') }} as call_date
+    from (select min(call_date) as first_day, max(call_date) as last_day from daily) as bounds
 
 ),
 

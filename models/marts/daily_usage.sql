@@ -3,7 +3,7 @@
    index refuses a row over 2.7 kB, and a model name may be longer). #}
 {{
     config(
-        materialized='incremental',
+        materialized=derived_materialization(),
         incremental_strategy='delete+insert',
         unique_key='call_date',
         indexes=[{'columns': ['call_date']}, {'columns': ['model'], 'type': 'hash'},
@@ -24,14 +24,14 @@ with
 calls as (
 
     {% if is_incremental() %}
-    {#- Each day's calls by a range of "timestamp", looked up in llm_calls' key index (the fence keeps the planner
+    {#- Each day's calls by a range of timestamp, looked up in llm_calls' key index (the fence keeps the planner
         from turning the lookup into a scan of every call). -#}
     select c.*
     from {{ changed_days() }} as d
     cross join lateral (
         select * from {{ ref('llm_calls') }} as c
-        where c."timestamp" >= d.call_date::timestamp at time zone 'UTC'
-            and c."timestamp" < (d.call_date + 1)::timestamp at time zone 'UTC'
+        where c.timestamp >= d.call_date::timestamp at time zone 'UTC'
+            and c.timestamp < (d.call_date + 1)::timestamp at time zone 'UTC'
         offset 0
     ) as c
     {% else %}
@@ -43,7 +43,7 @@ calls as (
 aggregated as (
 
     select
-        ("timestamp" at time zone 'UTC')::date as call_date,
+        {{ utc_date('timestamp') }} as call_date,
         model,
         coalesce(phase, '(none)') as phase,
         prompt_name,

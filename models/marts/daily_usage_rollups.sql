@@ -1,7 +1,7 @@
 -- depends_on: {{ ref('llm_calls') }}
 {{
     config(
-        materialized='incremental',
+        materialized=derived_materialization(),
         incremental_strategy='delete+insert',
         unique_key='call_date',
         indexes=[{'columns': ['grain', 'call_date']}],

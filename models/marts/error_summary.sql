@@ -1,7 +1,7 @@
 -- depends_on: {{ ref('llm_calls') }}
 {{
     config(
-        materialized='incremental',
+        materialized=derived_materialization(),
         incremental_strategy='delete+insert',
         unique_key='call_date',
         indexes=[{'columns': ['call_date']}],
@@ -28,8 +28,8 @@ select
     model,
     call_date,
     count(*) as failures,
-    min("timestamp") as first_seen,
-    max("timestamp") as last_seen,
-    (array_agg(error_message order by "timestamp" desc))[1] as example_error_message
+    min(timestamp) as first_seen,
+    max(timestamp) as last_seen,
+    {{ latest_of('error_message', 'timestamp') }} as example_error_message
 from failures
 group by error_pattern, model, call_date

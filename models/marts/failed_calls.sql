@@ -1,11 +1,11 @@
 {{
     config(
-        materialized='incremental',
+        materialized=derived_materialization(),
         incremental_strategy='delete+insert',
         unique_key=['timestamp', 'session_id', 'prompt_name'],
         indexes=[{'columns': ['error_pattern', '"timestamp"']}, {'columns': ['"timestamp"']}],
         post_hook=[
-            "delete from {{ this }} where \"timestamp\" < {{ retention_cutoff() }}",
+            "{{ delete_before_cutoff('timestamp') }}",
         ],
     )
 }}
@@ -16,12 +16,12 @@
     and the post-hook drops what retention pruned. -#}
 
 select
-    "timestamp",
+    timestamp,
     session_id,
     prompt_name,
     model,
     coalesce(phase, '(none)') as phase,
-    ("timestamp" at time zone 'UTC')::date as call_date,
+    {{ utc_date('timestamp') }} as call_date,
     coalesce(nullif({{ normalise_error('error_message') }}, ''), '(no message)') as error_pattern,
     error_message,
     estimated_cost_usd,

@@ -1,7 +1,7 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='merge',
+        incremental_strategy=calls_strategy(),
         unique_key=['timestamp', 'session_id', 'prompt_name'],
         full_refresh=false,
         on_schema_change='append_new_columns',
@@ -11,8 +11,7 @@
         ],
         pre_hook=["{{ add_session_id_derived() }}"],
         post_hook=[
-            "update {{ source('telemetry_raw', 'load_audit') }} set status = {{ load_status('modelled') }}
-             where status = {{ load_status('loaded') }}",
+            "{{ mark_loads_modelled() }}",
         ],
     )
 }}
@@ -34,7 +33,7 @@ new_calls as (
     {% if is_incremental() %}
     where not exists (
         select 1 from {{ this }} as t
-        where t."timestamp" = c."timestamp"
+        where t.timestamp = c.timestamp
             and t.session_id = c.session_id
             and t.prompt_name = c.prompt_name
     )
@@ -43,7 +42,7 @@ new_calls as (
 )
 
 select
-    "timestamp",
+    timestamp,
     phase,
     prompt_name,
     model,

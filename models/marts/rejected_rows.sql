@@ -2,7 +2,7 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy=by_load_strategy(),
         unique_key='load_id',
         full_refresh=false,
         indexes=[{'columns': ['load_id']}],
@@ -15,7 +15,7 @@
     scratch (full_refresh=false). Incremental by load: each run adds the rejects of the loads just modelled
     (delete+insert on load_id, so a repeated run adds nothing); the depends_on line runs it after llm_calls,
     whose post-hook marks those loads modelled. The first build (on a database an earlier version built, where
-    this was a view) takes every landed reject. "timestamp" is the row's time when it parsed, by which retention
+    this was a view) takes every landed reject. timestamp is the row's time when it parsed, by which retention
     ages rejects out (or loaded_at when it did not). Holds raw values, so it is not granted to telemetry_reader. -#}
 
 select
@@ -24,8 +24,8 @@ select
     t.line_number,
     t.record_number,
     t.rejection_reason,
-    t."timestamp",
-    r."timestamp" as raw_timestamp,
+    t.timestamp,
+    r.timestamp as raw_timestamp,
     r.model as raw_model,
     r.prompt_tokens as raw_prompt_tokens,
     r.completion_tokens as raw_completion_tokens,
@@ -46,4 +46,5 @@ left join {{ source('telemetry_raw', 'load_audit') }} as a on a.load_id = t.load
 where t.rejection_reason is not null
 {% if is_incremental() %}
     and t.load_id in {{ loads_in_status('modelled') }}
+    {{ only_loads_not_in_this('t.load_id') }}
 {% endif %}

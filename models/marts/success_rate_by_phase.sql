@@ -21,7 +21,7 @@ select
     successes,
     failures,
     calls - successes - failures as unknown_outcome_calls,
-    case when successes + failures > 0 then round(successes::numeric / (successes + failures), 6) end
+    case when successes + failures > 0 then round(cast(successes as {{ amount_type() }}) / (successes + failures), 6) end
         as success_rate,
     estimated_cost_usd,
     case when successes > 0 then estimated_cost_usd / successes end as cost_per_successful_call_usd

@@ -1,3 +1,5 @@
+{{ config(materialized=staging_materialization()) }}
+
 with
 
 source as (
@@ -8,8 +10,8 @@ source as (
 
 cleaned as (
 
-    {#- The "offset 0" subqueries below are fences: without them PostgreSQL would recompute a trimmed or
-        parsed value at every place that uses it, and those functions are the cost of a load.
+    {#- The fence() ending each subquery below keeps PostgreSQL from recomputing a trimmed or parsed value at
+        every place that uses it (those functions are the cost of a load).
         Every value but the notes is trimmed of blanks (spaces, tabs, line breaks, no-break and other Unicode
         spaces, zero-width space, BOM: blank_characters()); the notes are kept as written, CRLF made LF.
         The text columns are trimmed here. The values to type (the *_text columns) are only trimmed of spaces
@@ -21,7 +23,7 @@ cleaned as (
         source.line_number,
         source.loaded_at,
         source.parse_error,
-        source."timestamp" as raw_timestamp,
+        source.timestamp as raw_timestamp,
         source.model as raw_model,
         source.prompt_tokens as raw_prompt_tokens,
         source.completion_tokens as raw_completion_tokens,
@@ -29,26 +31,22 @@ cleaned as (
         source.task_type as raw_task_type,
         source.duration_ms as raw_duration_ms,
         source.notes as raw_notes,
-        trimmed.*
+        nullif(trim(source.timestamp), '') as timestamp_text,
+        {{ trim_blanks('source.model') }} as model,
+        nullif(trim(source.prompt_tokens), '') as prompt_tokens_text,
+        nullif(trim(source.completion_tokens), '') as completion_tokens_text,
+        nullif(trim(source.task_success), '') as task_success_text,
+        nullif(trim(source.duration_ms), '') as duration_ms_text,
+        nullif(trim(source.cost_usd), '') as cost_usd_text,
+        nullif(trim(source.cache_read_tokens), '') as cache_read_tokens_text,
+        nullif(trim(source.cache_write_tokens), '') as cache_write_tokens_text,
+        coalesce({{ trim_blanks('source.task_type') }}, '(none)') as prompt_name,
+        nullif(replace(source.notes, chr(13) || chr(10), chr(10)), '') as notes,
+        {{ trim_blanks('source.session_id') }} as session_id_text,
+        {{ trim_blanks('source.error_message') }} as error_message_text
 
     from source
-    cross join lateral (
-        select
-            nullif(trim(source."timestamp"), '') as timestamp_text,
-            {{ trim_blanks('source.model') }} as model,
-            nullif(trim(source.prompt_tokens), '') as prompt_tokens_text,
-            nullif(trim(source.completion_tokens), '') as completion_tokens_text,
-            nullif(trim(source.task_success), '') as task_success_text,
-            nullif(trim(source.duration_ms), '') as duration_ms_text,
-            nullif(trim(source.cost_usd), '') as cost_usd_text,
-            nullif(trim(source.cache_read_tokens), '') as cache_read_tokens_text,
-            nullif(trim(source.cache_write_tokens), '') as cache_write_tokens_text,
-            coalesce({{ trim_blanks('source.task_type') }}, '(none)') as prompt_name,
-            nullif(replace(source.notes, E'\r\n', E'\n'), '') as notes,
-            {{ trim_blanks('source.session_id') }} as session_id_text,
-            {{ trim_blanks('source.error_message') }} as error_message_text
-        offset 0
-    ) as trimmed
+    {{ fence() }}
 
 ),
 
@@ -56,21 +54,17 @@ typed as (
 
     select
         cleaned.*,
-        parsed.*
+        {{ parse_padded(parse_timestamp, 'cleaned.timestamp_text') }} as timestamp,
+        {{ parse_padded(parse_count, 'cleaned.prompt_tokens_text') }} as input_tokens,
+        {{ parse_padded(parse_count, 'cleaned.completion_tokens_text') }} as output_tokens,
+        {{ parse_padded(parse_count, 'cleaned.duration_ms_text') }} as duration_ms,
+        {{ parse_padded(parse_count, 'cleaned.cache_read_tokens_text') }} as cache_read_tokens,
+        {{ parse_padded(parse_count, 'cleaned.cache_write_tokens_text') }} as cache_write_tokens,
+        {{ parse_padded(parse_boolean, 'cleaned.task_success_text') }} as success,
+        {{ parse_padded(parse_amount, 'cleaned.cost_usd_text') }} as cost_usd
 
     from cleaned
-    cross join lateral (
-        select
-            {{ parse_padded(parse_timestamp, 'cleaned.timestamp_text') }} as "timestamp",
-            {{ parse_padded(parse_count, 'cleaned.prompt_tokens_text') }} as input_tokens,
-            {{ parse_padded(parse_count, 'cleaned.completion_tokens_text') }} as output_tokens,
-            {{ parse_padded(parse_count, 'cleaned.duration_ms_text') }} as duration_ms,
-            {{ parse_padded(parse_count, 'cleaned.cache_read_tokens_text') }} as cache_read_tokens,
-            {{ parse_padded(parse_count, 'cleaned.cache_write_tokens_text') }} as cache_write_tokens,
-            {{ parse_padded(parse_boolean, 'cleaned.task_success_text') }} as success,
-            {{ parse_padded(parse_amount, 'cleaned.cost_usd_text') }} as cost_usd
-        offset 0
-    ) as parsed
+    {{ fence() }}
 
 ),
 
@@ -82,11 +76,11 @@ checked as (
             when parse_error is not null then parse_error
             {#- A value that did not parse is empty when nothing but blanks is left of it: only these rows pay for
                 trim_blanks(). #}
-            when "timestamp" is null and {{ trim_blanks('timestamp_text') }} is null then 'timestamp is empty'
-            when "timestamp" is null
+            when timestamp is null and {{ trim_blanks('timestamp_text') }} is null then 'timestamp is empty'
+            when timestamp is null
                 then 'timestamp is not ISO 8601 (e.g. 2026-02-23T22:19:28Z) or YYYY-MM-DD HH:MM:SS'
-            when "timestamp" > now() + interval '1 day' then 'timestamp is more than a day in the future'
-            when "timestamp" < '0001-01-01 00:00:00+00' then 'timestamp is before the year 1 (UTC)'
+            when timestamp > now() + interval '1 day' then 'timestamp is more than a day in the future'
+            when timestamp < {{ timestamp_literal('0001-01-01T00:00:00+00:00') }} then 'timestamp is before the year 1 (UTC)'
             when model is null then 'model is empty'
             when input_tokens is null and {{ trim_blanks('prompt_tokens_text') }} is not null
                 then 'prompt_tokens is not a non-negative integer'
@@ -116,7 +110,7 @@ final as (
         line_number,
         loaded_at,
         rejection_reason,
-        "timestamp",
+        timestamp,
         {{ parse_phase('notes') }} as phase,
         prompt_name,
         model,
@@ -135,18 +129,18 @@ final as (
         coalesce(
             session_id_text,
             md5(concat_ws(chr(31),
-                to_char("timestamp" at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'),
+                {{ utc_iso_text('timestamp') }},
                 model,
-                coalesce(input_tokens::text, ''),
-                coalesce(output_tokens::text, ''),
-                coalesce(cache_read_tokens::text, ''),
-                coalesce(cache_write_tokens::text, ''),
-                coalesce(success::text, ''),
+                coalesce({{ text_of('input_tokens') }}, ''),
+                coalesce({{ text_of('output_tokens') }}, ''),
+                coalesce({{ text_of('cache_read_tokens') }}, ''),
+                coalesce({{ text_of('cache_write_tokens') }}, ''),
+                coalesce({{ text_of('success') }}, ''),
                 prompt_name,
-                coalesce(duration_ms::text, ''),
+                coalesce({{ text_of('duration_ms') }}, ''),
                 coalesce(notes, ''),
                 coalesce(error_message_text, ''),
-                coalesce(cost_usd::text, '')
+                coalesce({{ amount_text('cost_usd', trim_blanks('cost_usd_text')) }}, '')
             ))
         ) as session_id,
         session_id_text is null as session_id_derived,
