@@ -43,7 +43,6 @@ from loader.sources import open_regular, resolve_paths
 from loader.spark_session import locked_warehouse, profile_env
 
 _TEXT_COLUMNS = [*CSV_COLUMNS, "parse_error"]
-_LANDING_COLUMNS = ["load_id", "record_number", "line_number", "loaded_at", *_TEXT_COLUMNS]
 _EVENT_COLUMNS = [
     ("event_number", "bigint"), ("load_id", "bigint"), ("source_file", "string"), ("sha256", "string"),
     ("bytes", "bigint"), ("byte_offset", "bigint"), ("line_offset", "bigint"), ("rows_read", "bigint"),
@@ -99,7 +98,7 @@ class _Warehouse:
 
     def __init__(self, spark, settings: Settings) -> None:
         self.spark = spark
-        self.folder = Path(settings.spark_warehouse)
+        self.folder = settings.spark_warehouse
         self._checkpoints: dict[str, tuple] | None = None
         self._saved: dict[str, list[object]] = {}
 
@@ -109,9 +108,7 @@ class _Warehouse:
     def ensure_tables(self) -> None:
         self.sql("create database if not exists telemetry_raw")
         self.sql("create database if not exists telemetry")
-        text = ", ".join(f"`{c}` string" for c in _TEXT_COLUMNS)
-        self.sql("create table if not exists telemetry_raw.usage_rows (load_id bigint, record_number bigint, "
-                 f"line_number bigint, loaded_at timestamp, {text}) using parquet")
+        self.sql(f"create table if not exists telemetry_raw.usage_rows ({_landing_schema()}) using parquet")
         events = ", ".join(f"{name} {kind}" for name, kind in _EVENT_COLUMNS)
         self.sql(f"create table if not exists telemetry_raw.load_events ({events}) using parquet")
         audit = ", ".join(name for name, _ in _EVENT_COLUMNS if name not in ("event_number", "checkpoint"))

@@ -31,17 +31,13 @@ def profile_env(settings: Settings) -> dict[str, str]:
 
 def session_parameters(settings: Settings) -> dict[str, str]:
     """The profile's ``server_side_parameters`` of the spark target, its env_var() calls resolved."""
+    import yaml  # dbt's own dependency
+
     env = profile_env(settings)
-    text = (PROFILES_DIR / "profiles.yml").read_text()
-    block = text[text.index("server_side_parameters:"):]
-    parameters = {}
-    for line in block.splitlines()[1:]:
-        if not line.startswith(" " * 8) or ":" not in line:
-            break
-        key, value = line.strip().split(": ", 1)
-        value = _ENV_VAR.sub(lambda m: env.get(m.group(1), m.group(2) or ""), value.strip().strip('"'))
-        parameters[key] = value
-    return parameters
+    profile = yaml.safe_load((PROFILES_DIR / "profiles.yml").read_text())
+    parameters = profile["llm_telemetry"]["outputs"]["spark"]["server_side_parameters"]
+    return {key: _ENV_VAR.sub(lambda m: env.get(m.group(1), m.group(2) or ""), str(value))
+            for key, value in parameters.items()}
 
 
 def _check_java() -> None:
